@@ -1,0 +1,122 @@
+# nhgw — top-level build. `make` builds everything (installing Debian packages and building the
+# pinned dependencies on first use), `make test` runs every test, `make run` starts a dev stack.
+# Objects go to build/opt (optimised) and build/asan (ASan+UBSan); dependencies to build/deps.
+
+BUILD     ?= build
+DEPS      := $(BUILD)/deps
+CC        ?= cc
+CLANG     ?= clang
+ERR       ?= $(if $(filter true 1,$(CI)),1,0)
+FUZZ_SECONDS ?= 60
+export CI
+
+-include $(DEPS)/deps.mk
+
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wundef
+ifeq ($(ERR),1)
+WARN      += -Werror
+endif
+CSTD      := -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -g -MMD -MP
+INCLUDES  := $(DEPS_CFLAGS) -Igateway
+SYSLIBS   := -levent_core -levent_pthreads -ljansson -lz -lpthread
+OPT_FLAGS := -O2
+SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+# The codecs and helpers that unit tests and fuzzers link (no libevent).
+CODEC_SRC := gateway/buf.c gateway/xalloc.c gateway/ws.c gateway/phx.c gateway/http.c
+# Everything else in the daemon.
+CORE_SRC  := gateway/config.c gateway/log.c gateway/tls.c gateway/listener.c gateway/conn.c \
+             gateway/session.c gateway/link_local.c gateway/worker.c gateway/master.c
+MAIN_SRC  := gateway/main.c
+UNIT_SRC  := $(wildcard tests/unit/*.c) tests/lib/test.c
+FUZZERS   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+OPT_DIR   := $(BUILD)/opt
+SAN_DIR   := $(BUILD)/asan
+
+obj = $(patsubst %.c,$(1)/%.o,$(2))
+
+.PHONY: all deps test test-opt test-asan unit fuzz-replay fuzz integration run certs clean distclean bench
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/nhgw $(BUILD)/unit
+
+# First use on a fresh machine: Debian packages, then the pinned sources (verified, cached).
+$(DEPS)/deps.mk:
+	ops/install-packages.sh
+	ops/deps.sh $(DEPS)
+
+deps: $(DEPS)/deps.mk
+
+$(OPT_DIR)/%.o: %.c $(DEPS)/deps.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(OPT_FLAGS) $(WARN) $(INCLUDES) -c $< -o $@
+
+$(SAN_DIR)/%.o: %.c $(DEPS)/deps.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(SAN_FLAGS) $(WARN) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/nhgw: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(CORE_SRC) $(MAIN_SRC))
+	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+$(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(CORE_SRC) $(MAIN_SRC))
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+$(BUILD)/unit: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c)
+	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+$(BUILD)/unit-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+# libFuzzer targets: each links the codecs, built with clang.
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRC) $(DEPS)/deps.mk
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INCLUDES) \
+		-o $@ $< $(CODEC_SRC) $(DEPS_LIBS) -ljansson -lz -lpthread
+
+FUZZ_BINS := $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
+
+# ---- tests ----
+
+test:
+	ops/install-packages.sh
+	$(MAKE) --no-print-directory all $(BUILD)/nhgw-asan $(BUILD)/unit-asan $(FUZZ_BINS)
+	tests/run-all.sh
+
+unit: $(BUILD)/unit
+	$(BUILD)/unit
+
+fuzz-replay: $(FUZZ_BINS)
+	@for f in $(FUZZERS); do \
+		echo "fuzz replay: $$f"; \
+		$(BUILD)/fuzz/fuzz_$$f -runs=0 tests/fuzz/corpus/$$f >/dev/null 2>$(BUILD)/fuzz/$$f.log \
+			|| { cat $(BUILD)/fuzz/$$f.log; exit 1; }; \
+	done
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZERS); do \
+		mkdir -p $(BUILD)/fuzz/corpus-$$f; \
+		dict=; [ -f tests/fuzz/$$f.dict ] && dict=-dict=tests/fuzz/$$f.dict; \
+		$(BUILD)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) $$dict \
+			$(BUILD)/fuzz/corpus-$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+integration: all
+	tests/integration/run.sh
+
+# ---- running ----
+
+certs: $(BUILD)/dev-certs/.complete
+$(BUILD)/dev-certs/.complete: ops/devcerts.sh
+	ops/devcerts.sh $(BUILD)/dev-certs
+
+run: all certs
+	ops/run-dev.sh
+
+clean:
+	rm -rf $(OPT_DIR) $(SAN_DIR) $(BUILD)/fuzz $(BUILD)/nhgw $(BUILD)/nhgw-asan $(BUILD)/unit $(BUILD)/unit-asan
+
+distclean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/opt $(BUILD)/asan -name '*.d' 2>/dev/null)

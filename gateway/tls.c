@@ -1,0 +1,542 @@
+/* BoringSSL server context (see tls.h). Uses the CRYPTO_BUFFER ("with buffers") method so no X509
+ * objects live on idle connections; device chains are parsed only inside the verify callback. */
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/mem.h>
+#include <openssl/pem.h>
+#include <openssl/pool.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "common.h"
+#include "config.h"
+#include "log.h"
+
+struct tls_stats tls_stats;
+
+#define MAX_TICKET_KEYS 8
+
+struct ticket_key {
+    uint8_t name[16];
+    uint8_t hmac[32];
+    uint8_t aes[32];
+    size_t key_len; /* 16 (AES-128, 48-byte file format) or 32 (AES-256, 80-byte format) */
+};
+
+struct server_cert {
+    CRYPTO_BUFFER *chain[10];
+    size_t n;
+    EVP_PKEY *key;
+    bool ecdsa;
+};
+
+struct tls_ctx {
+    SSL_CTX *ctx;
+    X509_STORE *devices;       /* device CA bundle (+ CRL) */
+    bool reject_expired;
+    struct server_cert certs[CFG_MAX_CERTS];
+    int n_certs;
+    struct ticket_key tickets[MAX_TICKET_KEYS];
+    int n_tickets;
+};
+
+static int ex_identity = -1;
+static int ex_tls_ctx = -1;
+
+void tls_identity_clear(struct tls_identity *id)
+{
+    free(id->der);
+    id->der = NULL;
+    id->der_len = 0;
+}
+
+static void set_err(char *err, size_t errlen, const char *what, const char *path)
+{
+    unsigned long e = ERR_get_error();
+    char buf[160] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    else if (errno)
+        snprintf(buf, sizeof(buf), "%s", strerror(errno));
+    snprintf(err, errlen, "%s %s: %s", what, path ? path : "", buf[0] ? buf : "invalid");
+    ERR_clear_error();
+}
+
+static void hex_upper(const uint8_t *p, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 2 < cap; i++) {
+        out[o++] = hex[p[i] >> 4];
+        out[o++] = hex[p[i] & 15];
+    }
+    out[o] = 0;
+}
+
+static void fill_identity(struct tls_identity *id, X509 *leaf, const CRYPTO_BUFFER *der)
+{
+    tls_identity_clear(id);
+    memset(id, 0, sizeof(*id));
+    id->has_cert = true;
+    SHA1(CRYPTO_BUFFER_data(der), CRYPTO_BUFFER_len(der), id->fingerprint);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, id->cn, sizeof(id->cn));
+    const ASN1_INTEGER *serial = X509_get_serialNumber(leaf);
+    if (serial)
+        hex_upper(serial->data, (size_t)serial->length, id->serial, sizeof(id->serial));
+    const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(leaf);
+    if (aki)
+        hex_upper(aki->data, (size_t)aki->length, id->aki, sizeof(id->aki));
+    int days = 0, secs = 0;
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    if (epoch && ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(leaf)))
+        id->not_after = (int64_t)days * 86400 + secs;
+    ASN1_TIME_free(epoch);
+    id->expired = X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0;
+    id->der = malloc(CRYPTO_BUFFER_len(der));
+    if (id->der) {
+        memcpy(id->der, CRYPTO_BUFFER_data(der), CRYPTO_BUFFER_len(der));
+        id->der_len = CRYPTO_BUFFER_len(der);
+    }
+}
+
+/* Time errors are forgiven when expired certificates are accepted (NervesHub keeps accepting
+ * registered certificates after expiry, device-protocol.md §2.2). */
+static int verify_time_cb(int ok, X509_STORE_CTX *sctx)
+{
+    if (ok)
+        return 1;
+    int e = X509_STORE_CTX_get_error(sctx);
+    if (e == X509_V_ERR_CERT_HAS_EXPIRED || e == X509_V_ERR_CERT_NOT_YET_VALID ||
+        e == X509_V_ERR_CRL_HAS_EXPIRED || e == X509_V_ERR_CRL_NOT_YET_VALID) {
+        X509_STORE_CTX_set_error(sctx, X509_V_OK);
+        return 1;
+    }
+    return 0;
+}
+
+static uint8_t alert_for(int verify_error)
+{
+    switch (verify_error) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return SSL_AD_CERTIFICATE_EXPIRED;
+    case X509_V_ERR_CERT_REVOKED:
+        return SSL_AD_CERTIFICATE_REVOKED;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        return SSL_AD_UNKNOWN_CA;
+    default:
+        return SSL_AD_BAD_CERTIFICATE;
+    }
+}
+
+/* Verify a device chain against the device CA bundle and fill the identity. Returns true when
+ * the chain is acceptable; *out_alert says why not otherwise. */
+static bool verify_chain(struct tls_ctx *t, const STACK_OF(CRYPTO_BUFFER) *chain, struct tls_identity *id,
+                         uint8_t *out_alert)
+{
+    bool ok = false;
+    *out_alert = SSL_AD_BAD_CERTIFICATE;
+    X509 *leaf = NULL;
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+    if (!untrusted || !sctx) {
+        *out_alert = SSL_AD_INTERNAL_ERROR;
+        goto out;
+    }
+    for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(chain); i++) {
+        X509 *x = X509_parse_from_buffer(sk_CRYPTO_BUFFER_value(chain, i));
+        if (!x)
+            goto out;
+        if (i == 0) {
+            leaf = x;
+        } else if (!sk_X509_push(untrusted, x)) {
+            X509_free(x);
+            goto out;
+        }
+    }
+    if (!X509_STORE_CTX_init(sctx, t->devices, leaf, untrusted))
+        goto out;
+    X509_STORE_CTX_set_default(sctx, "ssl_client");
+    if (!t->reject_expired)
+        X509_STORE_CTX_set_verify_cb(sctx, verify_time_cb);
+    bool expired = X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0;
+    if (X509_verify_cert(sctx) != 1) {
+        int e = X509_STORE_CTX_get_error(sctx);
+        *out_alert = alert_for(e);
+        tls_stats.verify_failed++;
+        if (e == X509_V_ERR_CERT_HAS_EXPIRED)
+            tls_stats.expired_rejected++;
+        log_peer("tls_verify_failed", "reason=\"%s\"", X509_verify_cert_error_string(e));
+        goto out;
+    }
+    tls_stats.verify_ok++;
+    if (expired)
+        tls_stats.expired_accepted++;
+    if (id)
+        fill_identity(id, leaf, sk_CRYPTO_BUFFER_value(chain, 0));
+    ok = true;
+out:
+    X509_STORE_CTX_free(sctx);
+    sk_X509_pop_free(untrusted, X509_free);
+    X509_free(leaf);
+    ERR_clear_error();
+    return ok;
+}
+
+static enum ssl_verify_result_t verify_device(SSL *ssl, uint8_t *out_alert)
+{
+    struct tls_ctx *t = SSL_get_ex_data(ssl, ex_tls_ctx);
+    const STACK_OF(CRYPTO_BUFFER) *chain = SSL_get0_peer_certificates(ssl);
+    if (!chain || sk_CRYPTO_BUFFER_num(chain) == 0)
+        return ssl_verify_ok; /* the certificate is optional: shared-secret devices share the port */
+    return verify_chain(t, chain, SSL_get_ex_data(ssl, ex_identity), out_alert) ? ssl_verify_ok
+                                                                                : ssl_verify_invalid;
+}
+
+int tls_after_handshake(SSL *ssl)
+{
+    if (!SSL_session_reused(ssl))
+        return 0;
+    /* BoringSSL verifies only full handshakes on the server side: check the chain stored in the
+     * ticket against today's CA bundle, which also yields the identity */
+    const STACK_OF(CRYPTO_BUFFER) *chain = SSL_SESSION_get0_peer_certificates(SSL_get_session(ssl));
+    if (!chain || sk_CRYPTO_BUFFER_num(chain) == 0)
+        return 0;
+    uint8_t alert;
+    return verify_chain(SSL_get_ex_data(ssl, ex_tls_ctx), chain, SSL_get_ex_data(ssl, ex_identity), &alert)
+               ? 0
+               : -1;
+}
+
+static bool ext_has_u16(const SSL_CLIENT_HELLO *hello, uint16_t ext, bool skip_len1, uint16_t want)
+{
+    const uint8_t *d;
+    size_t len;
+    if (!SSL_early_callback_ctx_extension_get(hello, ext, &d, &len))
+        return false;
+    /* supported_versions carries a 1-byte list length, signature_algorithms a 2-byte one */
+    size_t off = skip_len1 ? 1 : 2;
+    for (size_t i = off; i + 1 < len; i += 2)
+        if ((uint16_t)(d[i] << 8 | d[i + 1]) == want)
+            return true;
+    return false;
+}
+
+static bool client_takes_ecdsa(const SSL_CLIENT_HELLO *hello)
+{
+    bool sigalg_ok;
+    const uint8_t *d;
+    size_t len;
+    if (SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_signature_algorithms, &d, &len))
+        sigalg_ok = ext_has_u16(hello, TLSEXT_TYPE_signature_algorithms, false, 0x0403);
+    else
+        sigalg_ok = true; /* TLS 1.2 default sigalgs include ecdsa_sha1 (RFC 5246 §7.4.1.4.1) */
+    if (!sigalg_ok)
+        return false;
+    if (ext_has_u16(hello, TLSEXT_TYPE_supported_versions, true, 0x0304))
+        return true; /* TLS 1.3: the cipher suite does not name the signature */
+    for (size_t i = 0; i + 1 < hello->cipher_suites_len; i += 2) {
+        uint16_t cs = (uint16_t)(hello->cipher_suites[i] << 8 | hello->cipher_suites[i + 1]);
+        switch (cs) {
+        case 0xC02B: case 0xC02C: case 0xCCA9: case 0xC009: case 0xC00A: case 0xC023: case 0xC024:
+            return true;
+        }
+    }
+    return false;
+}
+
+static enum ssl_select_cert_result_t select_cert(const SSL_CLIENT_HELLO *hello)
+{
+    struct tls_ctx *t = SSL_get_ex_data(hello->ssl, ex_tls_ctx);
+    bool want_ecdsa = client_takes_ecdsa(hello);
+    const struct server_cert *pick = &t->certs[0];
+    for (int i = 0; i < t->n_certs; i++) {
+        if (t->certs[i].ecdsa == want_ecdsa) {
+            pick = &t->certs[i];
+            break;
+        }
+    }
+    if (!SSL_set_chain_and_key(hello->ssl, pick->chain, pick->n, pick->key, NULL))
+        return ssl_select_cert_error;
+    return ssl_select_cert_success;
+}
+
+static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx,
+                     int encrypt)
+{
+    struct tls_ctx *t = SSL_get_ex_data(ssl, ex_tls_ctx);
+    if (encrypt) {
+        const struct ticket_key *k = &t->tickets[0];
+        const EVP_CIPHER *c = k->key_len == 32 ? EVP_aes_256_cbc() : EVP_aes_128_cbc();
+        if (!RAND_bytes(iv, EVP_CIPHER_iv_length(c)))
+            return -1;
+        memcpy(key_name, k->name, 16);
+        if (!EVP_EncryptInit_ex(cctx, c, NULL, k->aes, iv) ||
+            !HMAC_Init_ex(hctx, k->hmac, k->key_len, EVP_sha256(), NULL))
+            return -1;
+        return 1;
+    }
+    for (int i = 0; i < t->n_tickets; i++) {
+        const struct ticket_key *k = &t->tickets[i];
+        if (memcmp(key_name, k->name, 16) != 0)
+            continue;
+        const EVP_CIPHER *c = k->key_len == 32 ? EVP_aes_256_cbc() : EVP_aes_128_cbc();
+        if (!HMAC_Init_ex(hctx, k->hmac, k->key_len, EVP_sha256(), NULL) ||
+            !EVP_DecryptInit_ex(cctx, c, NULL, k->aes, iv))
+            return -1;
+        tls_stats.resumed++;
+        /* renew tickets made with an older key so rotation converges */
+        return i == 0 ? 1 : 2;
+    }
+    return 0;
+}
+
+static void add_ticket_key(struct tls_ctx *t, const uint8_t *p, size_t len)
+{
+    struct ticket_key *k = &t->tickets[t->n_tickets++];
+    memcpy(k->name, p, 16);
+    k->key_len = len == 80 ? 32 : 16;
+    memcpy(k->hmac, p + 16, k->key_len);
+    memcpy(k->aes, p + 16 + k->key_len, k->key_len);
+}
+
+/* The file holds one or more keys of 80 bytes (AES-256, nginx's format: name, HMAC key, AES key)
+ * or of 48 bytes (AES-128); the first encrypts new tickets, all decrypt. */
+static int load_ticket_keys(struct tls_ctx *t, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "ticket key file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t buf[80 * MAX_TICKET_KEYS + 1];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    size_t unit = n % 80 == 0 ? 80 : n % 48 == 0 ? 48 : 0;
+    if (n == 0 || unit == 0 || n / unit > MAX_TICKET_KEYS) {
+        snprintf(err, errlen, "ticket key file %s: size %zu is not a multiple of 80 or 48 bytes (max %d keys)",
+                 path, n, MAX_TICKET_KEYS);
+        return -1;
+    }
+    for (size_t off = 0; off < n; off += unit)
+        add_ticket_key(t, buf + off, unit);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+static int load_server_cert(struct server_cert *sc, const char *cert_path, const char *key_path, char *err,
+                            size_t errlen)
+{
+    BIO *b = BIO_new_file(cert_path, "r");
+    if (!b) {
+        set_err(err, errlen, "cannot read certificate", cert_path);
+        return -1;
+    }
+    X509 *x;
+    while (sc->n < ARRAY_SIZE(sc->chain) && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+        uint8_t *der = NULL;
+        int len = i2d_X509(x, &der);
+        X509_free(x);
+        if (len <= 0) {
+            BIO_free(b);
+            set_err(err, errlen, "bad certificate in", cert_path);
+            return -1;
+        }
+        sc->chain[sc->n++] = CRYPTO_BUFFER_new(der, (size_t)len, NULL);
+        OPENSSL_free(der);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (sc->n == 0) {
+        snprintf(err, errlen, "no certificate found in %s", cert_path);
+        return -1;
+    }
+    b = BIO_new_file(key_path, "r");
+    if (!b) {
+        set_err(err, errlen, "cannot read key", key_path);
+        return -1;
+    }
+    sc->key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (!sc->key) {
+        set_err(err, errlen, "bad private key in", key_path);
+        return -1;
+    }
+    sc->ecdsa = EVP_PKEY_id(sc->key) == EVP_PKEY_EC;
+    /* refuse a key that does not belong to the certificate now, not at the first handshake */
+    X509 *leaf = X509_parse_from_buffer(sc->chain[0]);
+    bool match = leaf && X509_check_private_key(leaf, sc->key);
+    X509_free(leaf);
+    if (!match) {
+        set_err(err, errlen, "private key does not match certificate", cert_path);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_device_store(struct tls_ctx *t, const struct cfg *c, char *err, size_t errlen)
+{
+    t->devices = X509_STORE_new();
+    if (!t->devices || !X509_STORE_load_locations(t->devices, c->device_ca, NULL)) {
+        set_err(err, errlen, "cannot load device CA bundle", c->device_ca);
+        return -1;
+    }
+    if (c->crl) {
+        BIO *b = BIO_new_file(c->crl, "r");
+        X509_CRL *crl;
+        int n = 0;
+        while (b && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+            X509_STORE_add_crl(t->devices, crl);
+            X509_CRL_free(crl);
+            n++;
+        }
+        BIO_free(b);
+        ERR_clear_error();
+        if (n == 0) {
+            snprintf(err, errlen, "no CRL found in %s", c->crl);
+            return -1;
+        }
+        X509_STORE_set_flags(t->devices, X509_V_FLAG_CRL_CHECK);
+    }
+    return 0;
+}
+
+struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_key[80], char *err,
+                            size_t errlen)
+{
+    if (ex_identity < 0) {
+        ex_identity = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        ex_tls_ctx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    }
+    struct tls_ctx *t = xcalloc(1, sizeof(*t));
+    t->reject_expired = c->expired_certs == CFG_EXPIRED_REJECT;
+    for (int i = 0; i < c->n_certs; i++) {
+        if (load_server_cert(&t->certs[i], c->certs[i], c->keys[i], err, errlen) != 0)
+            goto fail;
+        t->n_certs++;
+    }
+    if (load_device_store(t, c, err, errlen) != 0)
+        goto fail;
+    if (c->ticket_key_file) {
+        if (load_ticket_keys(t, c->ticket_key_file, err, errlen) != 0)
+            goto fail;
+    } else {
+        add_ticket_key(t, fallback_ticket_key, 80);
+    }
+
+    t->ctx = SSL_CTX_new(TLS_with_buffers_method());
+    if (!t->ctx) {
+        set_err(err, errlen, "SSL_CTX_new", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(t->ctx, c->tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set1_curves_list(t->ctx, "X25519:P-256:P-384");
+    SSL_CTX_set_strict_cipher_list(t->ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* stateless resumption only: a server-side cache would cost memory per session and not work
+     * across workers or pods */
+    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_tlsext_ticket_key_cb(t->ctx, ticket_cb);
+    SSL_CTX_set_custom_verify(t->ctx, SSL_VERIFY_PEER, verify_device);
+    /* resumed sessions are verified again, so identity extraction has one path and a CA removed by
+     * a reload cannot be bypassed with an old ticket */
+    SSL_CTX_set_reverify_on_resume(t->ctx, 1);
+    if (t->n_certs == 1) {
+        if (!SSL_CTX_set_chain_and_key(t->ctx, t->certs[0].chain, t->certs[0].n, t->certs[0].key, NULL)) {
+            set_err(err, errlen, "cannot use certificate", c->certs[0]);
+            goto fail;
+        }
+    } else {
+        SSL_CTX_set_select_certificate_cb(t->ctx, select_cert);
+    }
+    return t;
+fail:
+    tls_ctx_free(t);
+    return NULL;
+}
+
+void tls_ctx_free(struct tls_ctx *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    X509_STORE_free(t->devices);
+    for (int i = 0; i < CFG_MAX_CERTS; i++) {
+        for (size_t k = 0; k < t->certs[i].n; k++)
+            CRYPTO_BUFFER_free(t->certs[i].chain[k]);
+        EVP_PKEY_free(t->certs[i].key);
+    }
+    OPENSSL_cleanse(t->tickets, sizeof(t->tickets));
+    free(t);
+}
+
+SSL *tls_ssl_new(struct tls_ctx *t, int fd, struct tls_identity *id)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    if (!ssl)
+        return NULL;
+    if (!SSL_set_fd(ssl, fd)) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_ex_data(ssl, ex_tls_ctx, t);
+    SSL_set_ex_data(ssl, ex_identity, id);
+    SSL_set_accept_state(ssl);
+    /* the handshake configuration (certificates, verify settings) is not needed afterwards */
+    SSL_set_shed_handshake_config(ssl, 1);
+    return ssl;
+}
+
+enum tls_io tls_classify(SSL *ssl, int ret)
+{
+    if (ret > 0)
+        return TLS_IO_OK;
+    switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return TLS_IO_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_IO_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLS_IO_CLOSED;
+    case SSL_ERROR_SYSCALL:
+        return ret == 0 ? TLS_IO_CLOSED : TLS_IO_ERROR;
+    default:
+        return TLS_IO_ERROR;
+    }
+}
+
+const char *tls_error_reason(bool *peer_caused)
+{
+    static char buf[128];
+    unsigned long e = ERR_peek_last_error();
+    *peer_caused = true;
+    if (!e) {
+        snprintf(buf, sizeof(buf), "%s", errno ? strerror(errno) : "connection closed");
+    } else {
+        const char *r = ERR_reason_error_string(e);
+        snprintf(buf, sizeof(buf), "%s", r ? r : "tls error");
+        if (ERR_GET_LIB(e) != ERR_LIB_SSL && ERR_GET_LIB(e) != ERR_LIB_X509)
+            *peer_caused = false;
+    }
+    ERR_clear_error();
+    return buf;
+}

@@ -1,0 +1,62 @@
+/* BoringSSL server context for the device port: certificates (ECDSA and/or RSA, chosen per
+ * ClientHello), optional client certificates verified against the device CA bundle, identity
+ * extraction into a plain struct, shared session-ticket keys, and error classification.
+ * It does no socket I/O of its own beyond what SSL_* does on the descriptor. */
+#ifndef NHGW_TLS_H
+#define NHGW_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg;
+typedef struct ssl_st SSL;
+
+/* What the gateway keeps of a client certificate: never the certificate itself past auth. */
+struct tls_identity {
+    bool has_cert;
+    bool expired;           /* the leaf's notAfter has passed (accepted by policy) */
+    uint8_t fingerprint[20];/* SHA-1 of the leaf DER */
+    char cn[65];            /* subject CN (truncated at 64 bytes), "" if none */
+    char serial[41];        /* serial number, uppercase hex, truncated */
+    char aki[41];           /* authority key id, uppercase hex, "" if none */
+    int64_t not_after;      /* unix seconds */
+    uint8_t *der;           /* leaf DER, owned, freed by tls_identity_clear once auth is done */
+    size_t der_len;
+};
+
+void tls_identity_clear(struct tls_identity *id);
+
+struct tls_ctx;
+
+/* Build a context from the config. Loads and validates every file; on failure returns NULL with
+ * a message in err (nothing is half-applied, which is what reload relies on). `ticket_key` is the
+ * fallback ticket key material (80 bytes) used when no --ticket-key-file is configured; the master
+ * generates it once so all its workers share it. */
+struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_key[80], char *err,
+                            size_t errlen);
+void tls_ctx_free(struct tls_ctx *t);
+
+/* A server SSL on fd. The identity slot is borrowed until the SSL is freed: the verification
+ * callback fills it during the handshake (also on resumption). NULL on allocation failure. */
+SSL *tls_ssl_new(struct tls_ctx *t, int fd, struct tls_identity *id);
+
+/* Call once the handshake is complete: a resumed session's stored chain is verified again against
+ * the current CA bundle and its identity filled in. Returns 0, or -1 to refuse the connection. */
+int tls_after_handshake(SSL *ssl);
+
+/* Outcome of an SSL_* call, collapsing the details callers do not care about (wrk's style). */
+enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_CLOSED, TLS_IO_ERROR };
+enum tls_io tls_classify(SSL *ssl, int ret);
+
+/* After an error, a short reason for logs ("certificate verify failed", "unknown ca", ...); and
+ * whether the peer caused it (bad handshake, reset) rather than us. Clears the error queue. */
+const char *tls_error_reason(bool *peer_caused);
+
+/* Counters kept by the verification callback, per process. */
+struct tls_stats {
+    uint64_t verify_ok, verify_failed, expired_accepted, expired_rejected, resumed;
+};
+extern struct tls_stats tls_stats;
+
+#endif

@@ -1,0 +1,70 @@
+/* One worker process: an event_base, its own SO_REUSEPORT listener, every connection accepted on
+ * it, the link, and the per-worker shared scratch state (read buffer, zlib streams) that lets idle
+ * connections hold no buffers of their own. */
+#ifndef NHGW_WORKER_H
+#define NHGW_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "conn.h"
+
+struct cfg;
+struct event_base;
+struct link;
+struct tls_ctx;
+struct ws_zctx;
+
+#define WORKER_RBUF_SIZE (64 * 1024)
+
+/* Per-worker counters. Plain integers: one writer (this worker). */
+struct worker_stats {
+    uint64_t accepted, accept_limited, accept_emfile, sessions, handshakes_ok, handshakes_failed,
+        resumed, upgrades_101, upgrades_rejected, closed, frames_in, frames_out, bytes_in, bytes_out,
+        phx_in, phx_out, timeouts;
+};
+
+struct conn_list {
+    struct conn *head, *tail;
+    uint64_t timeout_ms;   /* every member's deadline is its last refresh + timeout_ms */
+    size_t count;
+};
+
+struct worker {
+    int index;
+    const struct cfg *cfg;
+    struct event_base *base;
+    struct tls_ctx *tls;
+    struct link *link;
+    struct ws_zctx *z;
+    uint64_t next_conn_id;
+    /* one list per timeout class, each kept in deadline order (FIFO: uniform timeout) */
+    struct conn_list handshaking, upgrading, open, closing;
+    struct conn *zombies;     /* closed, waiting for in-flight calls to finish */
+    struct buf scratch;       /* encode/inflate/deflate scratch, reused */
+    struct buf scratch2;
+    struct buf inflated;      /* a received message after inflation, reused */
+    uint8_t *rbuf;            /* WORKER_RBUF_SIZE bytes: where TLS plaintext is read first */
+    struct worker_stats stats;
+    bool draining;
+    int listen_fd;
+    int spare_fd;             /* released to accept-and-close when out of descriptors */
+    bool accept_paused;       /* token bucket empty or draining */
+    double tokens;            /* accept token bucket */
+    uint64_t tokens_at_ms;
+    struct event *accept_ev;
+    struct event *tick_ev;
+};
+
+/* Run worker `index` until it is told to stop; never returns (exits the process). The worker
+ * binds its own SO_REUSEPORT socket. */
+void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80]) __attribute__((noreturn));
+
+/* Monotonic milliseconds, cached per loop iteration. */
+uint64_t worker_now_ms(struct worker *w);
+
+void conn_list_push(struct conn_list *l, struct conn *c);
+void conn_list_remove(struct conn_list *l, struct conn *c);
+
+#endif
