@@ -324,19 +324,20 @@ static void on_auth_done(void *arg, const struct link_reply *r)
             buf_consume(&c->in, hs->head_len);
             if (c->in.len == 0)
                 buf_free(&c->in);
-            tls_identity_clear(&hs->ident);
-            free(hs);
-            c->hs = NULL;
             c->w->stats.upgrades_101++;
             c->w->stats.sessions++;
             c->state = CONN_OPEN;
             move_to(c, &c->w->open);
             if (queue_out(c, resp, n) == 0) {
                 flush(c);
-                if (c->state == CONN_OPEN)
-                    c->sess = sess_new(c, r->device_id);
-                if (c->state == CONN_OPEN && !c->sess)
+                /* the reply's device id may point into the identity: start the session first */
+                if (c->state == CONN_OPEN && !sess_new(c, r->device_id))
                     destroy(c, "out of memory");
+            }
+            if (c->hs) {
+                tls_identity_clear(&c->hs->ident);
+                free(c->hs);
+                c->hs = NULL;
             }
         }
     }
@@ -510,7 +511,9 @@ static int handle_message(struct conn *c, uint8_t opcode, bool compressed, const
     struct worker *w = c->w;
     if (compressed) {
         w->inflated.len = 0;
-        int rc = ws_inflate_msg(w->z, p, n, &w->inflated, w->cfg->max_inflated);
+        /* an inflated message is still a message: both limits apply */
+        size_t cap = MIN(w->cfg->max_inflated, w->cfg->max_message);
+        int rc = ws_inflate_msg(w->z, p, n, &w->inflated, cap);
         if (rc != 0)
             return ws_err_close_code(rc);
         p = w->inflated.p;

@@ -829,7 +829,7 @@ static void put(struct out *o, const char *s, size_t n)
     o->len += n;
 }
 
-static void puts_(struct out *o, const char *s)
+static void put_str(struct out *o, const char *s)
 {
     put(o, s, strlen(s));
 }
@@ -893,15 +893,15 @@ size_t http_write_101(char *out, size_t cap, const char accept[29], const char *
         return 0;
     put_status(&o, 101);
     put_date(&o, now);
-    puts_(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-    puts_(&o, accept);
-    puts_(&o, "\r\n");
+    put_str(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    put_str(&o, accept);
+    put_str(&o, "\r\n");
     if (ext) {
-        puts_(&o, "Sec-WebSocket-Extensions: ");
-        puts_(&o, ext);
-        puts_(&o, "\r\n");
+        put_str(&o, "Sec-WebSocket-Extensions: ");
+        put_str(&o, ext);
+        put_str(&o, "\r\n");
     }
-    puts_(&o, "\r\n");
+    put_str(&o, "\r\n");
     return o.fail ? 0 : o.len;
 }
 
@@ -917,15 +917,15 @@ static size_t write_closing(char *out, size_t cap, int status, const char *hname
     put_status(&o, status);
     put_date(&o, now);
     if (hval) {
-        puts_(&o, hname);
-        puts_(&o, hval);
-        puts_(&o, "\r\n");
+        put_str(&o, hname);
+        put_str(&o, hval);
+        put_str(&o, "\r\n");
     }
     if (blen)
-        puts_(&o, "Content-Type: text/plain\r\n");
+        put_str(&o, "Content-Type: text/plain\r\n");
     int n = snprintf(buf, sizeof(buf), "Content-Length: %zu\r\n", blen);
     put(&o, buf, (size_t)n);
-    puts_(&o, "Connection: close\r\n\r\n");
+    put_str(&o, "Connection: close\r\n\r\n");
     put(&o, body, blen);
     return o.fail ? 0 : o.len;
 }

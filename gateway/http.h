@@ -115,8 +115,9 @@ enum http_auth_mode { HTTP_AUTH_CERT, HTTP_AUTH_SHARED_SECRET, HTTP_AUTH_NONE };
 enum http_auth_mode http_auth_mode(const struct http_req *req, bool have_peer_cert);
 
 /* Responses, written into out[0..cap) (not NUL-terminated). Each returns the bytes written, or 0 if
- * cap is too small, the status is not one listed here, a string contains CR/LF/NUL-like control bytes,
- * or `now` cannot be formatted. Every response carries "Date: <IMF-fixdate>" (RFC 9110 §5.6.7) from now.
+ * cap is too small, the status is not one listed here, a header value (accept, ext, nh_reason,
+ * location) contains a control byte other than HTAB (no header injection), or `now` cannot be
+ * formatted. Strings are NUL-terminated and borrowed for the call. Every response carries "Date: <IMF-fixdate>" (RFC 9110 §5.6.7) from now.
  *
  * 101: "HTTP/1.1 101 Switching Protocols", Date, "Upgrade: websocket", "Connection: Upgrade",
  *      "Sec-WebSocket-Accept: <accept>", and "Sec-WebSocket-Extensions: <ext>" when ext != NULL.

@@ -3,6 +3,7 @@
  * formats, re-decode to the same refs/topic/event, and msgpack→msgpack must be a fixed point;
  * JSON output must satisfy jansson and be a fixed point of decode→encode. */
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,20 @@ static bool utf8_valid(const uint8_t *s, size_t n)
     bool ok = v != NULL;
     json_decref(v);
     return ok;
+}
+
+/* Independent check with msgpack-c: a value we accept (and that fits msgpack-c's 32-level
+ * unpack stack) must unpack there too, using exactly the same bytes. msgpack-c is not run on
+ * values we reject: it allocates whatever element count a header claims. */
+static void check_with_msgpack_c(const char *p, size_t n)
+{
+    size_t off = 0;
+    msgpack_unpacked u;
+    if (phx_mp_validate((struct span){ p, n }, 31) != 0)
+        return;
+    msgpack_unpacked_init(&u);
+    CHECK(msgpack_unpack_next(&u, p, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n);
+    msgpack_unpacked_destroy(&u);
 }
 
 static bool span_eq(struct span a, struct span b)
@@ -105,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(head);
     }
     CHECK(phx_mp_validate(m.payload, PHX_MAX_DEPTH - 1) == 0);
+    check_with_msgpack_c(m.payload.p, m.payload.len);
 
     /* msgpack: decode(encode(m)) has the same fields and the very same payload bytes */
     CHECK(encode(PHX_FMT_MSGPACK, &m, &bm) == 0);

@@ -3,6 +3,7 @@
  * byte and is a fixed point; JSON output (when representable) satisfies jansson, and
  * JSON→msgpack→JSON is a fixed point. */
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,20 @@ static bool utf8_valid(const uint8_t *s, size_t n)
     bool ok = v != NULL;
     json_decref(v);
     return ok;
+}
+
+/* Independent check with msgpack-c: a value we accept (and that fits msgpack-c's 32-level
+ * unpack stack) must unpack there too, using exactly the same bytes. msgpack-c is not run on
+ * values we reject: it allocates whatever element count a header claims. */
+static void check_with_msgpack_c(const char *p, size_t n)
+{
+    size_t off = 0;
+    msgpack_unpacked u;
+    if (phx_mp_validate((struct span){ p, n }, 31) != 0)
+        return;
+    msgpack_unpacked_init(&u);
+    CHECK(msgpack_unpack_next(&u, p, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n);
+    msgpack_unpacked_destroy(&u);
 }
 
 static bool span_eq(struct span a, struct span b)
@@ -79,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct phx_msg m, m2, m3;
     struct buf bm = BUF_INIT, bj = BUF_INIT, tmp = BUF_INIT;
+    check_with_msgpack_c((const char *)data, size);
     int rc = phx_decode(PHX_FMT_MSGPACK, data, size, &m);
     if (rc) {
         CHECK(rc == PHX_ERR_SYNTAX || rc == PHX_ERR_SHAPE || rc == PHX_ERR_DEPTH ||
@@ -93,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(phx_decode(PHX_FMT_MSGPACK, head, k, &m2) == PHX_ERR_SYNTAX);
     free(head);
     CHECK(phx_mp_validate(m.payload, PHX_MAX_DEPTH - 1) == 0);
+    check_with_msgpack_c(m.payload.p, m.payload.len);
 
     /* msgpack: payload verbatim, same fields, fixed point */
     CHECK(encode(PHX_FMT_MSGPACK, &m, &bm) == 0);

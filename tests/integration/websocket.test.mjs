@@ -24,7 +24,7 @@ describe('websocket framing', () => {
   let gw;
   const it = gwTest(() => gw);
   before(async () => {
-    gw = await startGateway({ args: ['--max-frame', '64KiB', '--max-message', '64KiB'] });
+    gw = await startGateway({ args: ['--max-frame', '64KiB', '--max-message', '64KiB', '--max-inflated', '64KiB'] });
   });
   after(async () => {
     await gw?.stop();
@@ -231,7 +231,7 @@ describe('websocket framing', () => {
       }
     });
 
-    it('a compressed message inflating to exactly --max-message is accepted', async () => {
+    it('a compressed message inflating to exactly --max-inflated is accepted', async () => {
       const conn = await wsConnect(gw.port, PMD);
       try {
         conn.sendCompressed(OP.TEXT, heartbeatOfSize(LIMIT, '5'));
@@ -241,7 +241,7 @@ describe('websocket framing', () => {
       }
     });
 
-    it('a compressed message inflating past --max-message → 1009', async () => {
+    it('a compressed message inflating past --max-inflated → 1009', async () => {
       await expectCloseAfter((c) => c.sendCompressed(OP.TEXT, heartbeatOfSize(LIMIT + 1)), 1009, PMD);
     });
 

@@ -33,7 +33,8 @@ void test_guard_free(uint8_t *p)
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     /* the header sits at the start of the mapping, which starts at a page boundary
      * at or before p; walk back page by page until we find the header */
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    /* p - 1 is in the mapping's readable part even for an empty copy, whose p is the guard page */
+    uintptr_t a = ((uintptr_t)p - 1) & ~(uintptr_t)(page - 1);
     for (;; a -= page) {
         struct guard_hdr h;
         memcpy(&h, (void *)a, sizeof(h));

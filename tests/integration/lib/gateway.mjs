@@ -3,7 +3,7 @@
 // accepts TLS, reads worker pids from the log, and kills it at the end (SIGTERM, then SIGKILL).
 // It knows only the command-line/log contract, nothing of the gateway's internals.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,6 +90,7 @@ export class Gateway {
     this.logFile = join(this.dir, 'nhgw.log');
     this.args = [];
     this.stopped = false;
+    this.failed = false; // set by gwTest when a test using this gateway failed
   }
 
   /** The whole log so far. */
@@ -223,6 +224,9 @@ export class Gateway {
         problems.push(`nhgw exited with ${JSON.stringify(r)} after SIGTERM (want code 0)`);
       }
     }
+    // A sanitizer build (NHGW_BIN=build/nhgw-asan) reports here; UBSan does not even crash.
+    const san = this.log().match(/^.*(==\d+==ERROR: \w+Sanitizer|runtime error: |ERROR: LeakSanitizer).*$/m);
+    if (san) problems.push(`sanitizer report in the gateway log: ${san[0].slice(0, 200)}`);
     const workers = this.opts.workers ?? 1;
     const started = this.events('worker_started').length;
     if (!this.opts.allowRespawn && started > workers) {
@@ -231,6 +235,10 @@ export class Gateway {
     if (problems.length > 0 && strict) {
       this.dumpLog('stop');
       throw new Error(problems.join('; '));
+    }
+    // Keep the log of a gateway whose tests failed (or on request); drop the others.
+    if (!this.failed && problems.length === 0 && !process.env.NHGW_TEST_KEEP_LOGS) {
+      rmSync(this.dir, { recursive: true, force: true });
     }
     return this.exit;
   }
@@ -254,7 +262,10 @@ export function gwTest(getGw) {
         await fn(t);
       } catch (e) {
         const gw = getGw();
-        if (gw) gw.dumpLog(`test failed: ${name}`);
+        if (gw) {
+          gw.failed = true;
+          gw.dumpLog(`test failed: ${name}`);
+        }
         throw e;
       }
     });
