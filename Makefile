@@ -108,7 +108,7 @@ integration: all
 
 certs: $(BUILD)/dev-certs/.complete
 $(BUILD)/dev-certs/.complete: ops/devcerts.sh
-	ops/devcerts.sh $(BUILD)/dev-certs
+	ops/devcerts.sh $(abspath $(BUILD)/dev-certs)
 
 run: all certs
 	ops/run-dev.sh

@@ -389,6 +389,10 @@ static void handle_upgrade(struct conn *c, const struct http_req *req)
         respond_error(c, 400, NULL, "");
         return;
     }
+    if (!http_query_is_valid(req->query)) {
+        respond_error(c, 400, NULL, ""); /* Plug refuses a query that does not decode */
+        return;
+    }
     if (!origin_allowed(req)) {
         respond_error(c, 403, NULL, "");
         return;

@@ -405,7 +405,7 @@ int phx_mp_put_str(struct span s, struct buf *out, size_t limit)
 {
     size_t sz = str_packed_size(s.len);
     if (sz == 0)
-        return PHX_ERR_TOO_BIG;
+        return PHX_ERR_UNSUPPORTED;
     int err = out_reserve(out, sz, limit);
     if (err)
         return err;
@@ -1114,7 +1114,7 @@ static int jw_str(struct jw *w, const uint8_t *s, size_t n)
         i++;
         run = i;
     }
-    if (!err)
+    if (!err && n > run)
         err = jw_put(w, s + run, n - run);
     if (!err)
         err = JW_LIT(w, "\"");

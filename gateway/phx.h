@@ -116,7 +116,8 @@ extern const struct span PHX_MP_NIL;       /* nil = 0xc0 */
 int phx_mp_reason(const char *reason, struct buf *out, size_t limit) WARN_UNUSED;
 
 /* Small msgpack packers, encoded as Msgpax does (smallest int form, str for strings).
- * Each returns 0, PHX_ERR_TOO_BIG or PHX_ERR_NOMEM (out unchanged on error). */
+ * Each returns 0, PHX_ERR_TOO_BIG or PHX_ERR_NOMEM (out unchanged on error); put_str also
+ * PHX_ERR_UNSUPPORTED for strings of 2^32 bytes or more. */
 int phx_mp_put_str(struct span s, struct buf *out, size_t limit) WARN_UNUSED;
 int phx_mp_put_map(uint32_t npairs, struct buf *out, size_t limit) WARN_UNUSED;
 int phx_mp_put_array(uint32_t nitems, struct buf *out, size_t limit) WARN_UNUSED;

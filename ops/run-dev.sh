@@ -8,6 +8,11 @@ certs=$B/dev-certs
 listen=${NHGW_LISTEN:-127.0.0.1:4443}
 port=${listen##*:}
 
+# the example device below uses the Phoenix client installed for the integration tests
+if [ ! -d "$repo/tests/integration/node_modules/phoenix" ]; then
+    (cd "$repo/tests/integration" && npm ci --no-audit --no-fund --loglevel=error) || true
+fi
+
 cat <<MSG
 nhgw dev stack
   device port   wss://localhost:$port/socket/websocket?vsn=2.0.0  (JSON; vsn=3.0.0 for msgpack)

@@ -34,7 +34,7 @@ static void check_with_msgpack_c(const char *p, size_t n)
 {
     size_t off = 0;
     msgpack_unpacked u;
-    if (phx_mp_validate((struct span){ p, n }, 31) != 0)
+    if (phx_mp_validate((struct span){ p, n }, 32) != 0)
         return;
     msgpack_unpacked_init(&u);
     CHECK(msgpack_unpack_next(&u, p, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n);

@@ -1,10 +1,11 @@
 /* Unit tests for gateway/phx.c through its public API: device-protocol.md §7/§8 examples in both
  * formats, every error class, truncation at every length against a guard page, depth and size
  * limits at max and max+1, number/string/ext conversions. JSON output is cross-checked with
- * jansson (an independent parser). */
+ * jansson and msgpack with msgpack-c (independent implementations). */
 #include "../lib/test.h"
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <time.h>
 
 #include "phx.h"
@@ -1329,4 +1330,86 @@ TEST(phx_large_inputs_are_linear)
         phx_msg_free(&m);
         free(s);
     }
+}
+
+/* ---- cross-checks with msgpack-c ---- */
+
+TEST(phx_json_to_msgpack_agrees_with_msgpack_c)
+{
+    uint8_t *mp;
+    size_t n, off = 0;
+    ASSERT_EQ(json_to_mp("{\"a\":1,\"b\":-1,\"c\":18446744073709551615,\"d\":-9223372036854775808,"
+                         "\"e\":1.5,\"f\":\"x\\u00e9\",\"g\":[true,false,null],\"h\":{}}",
+                         &mp, &n),
+              0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    ASSERT_EQ(msgpack_unpack_next(&u, (const char *)mp, n, &off), MSGPACK_UNPACK_SUCCESS);
+    ASSERT_EQ(off, n);
+    msgpack_object o = u.data;
+    ASSERT_EQ(o.type, MSGPACK_OBJECT_MAP);
+    ASSERT_EQ(o.via.map.size, 8);
+    msgpack_object_kv *kv = o.via.map.ptr;
+    ASSERT_MEM_EQ(kv[0].key.via.str.ptr, kv[0].key.via.str.size, "a", 1);
+    ASSERT_EQ(kv[0].val.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    ASSERT_EQ(kv[0].val.via.u64, 1);
+    ASSERT_EQ(kv[1].val.type, MSGPACK_OBJECT_NEGATIVE_INTEGER);
+    ASSERT_EQ(kv[1].val.via.i64, -1);
+    ASSERT_EQ(kv[2].val.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    ASSERT(kv[2].val.via.u64 == UINT64_MAX);
+    ASSERT_EQ(kv[3].val.type, MSGPACK_OBJECT_NEGATIVE_INTEGER);
+    ASSERT(kv[3].val.via.i64 == INT64_MIN);
+    ASSERT_EQ(kv[4].val.type, MSGPACK_OBJECT_FLOAT64);
+    ASSERT(kv[4].val.via.f64 == 1.5);
+    ASSERT_EQ(kv[5].val.type, MSGPACK_OBJECT_STR);
+    ASSERT_MEM_EQ(kv[5].val.via.str.ptr, kv[5].val.via.str.size, "x\xc3\xa9", 3);
+    ASSERT_EQ(kv[6].val.type, MSGPACK_OBJECT_ARRAY);
+    ASSERT_EQ(kv[6].val.via.array.size, 3);
+    ASSERT_EQ(kv[6].val.via.array.ptr[2].type, MSGPACK_OBJECT_NIL);
+    ASSERT_EQ(kv[7].val.type, MSGPACK_OBJECT_MAP);
+    ASSERT_EQ(kv[7].val.via.map.size, 0);
+    /* msgpack-c re-packs the object to the same bytes: both pick the smallest forms */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    ASSERT_EQ(msgpack_pack_object(&pk, o), 0);
+    ASSERT_MEM_EQ(sb.data, sb.size, mp, n);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_unpacked_destroy(&u);
+    free(mp);
+}
+
+TEST(phx_decodes_msgpack_c_output)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_int(&pk, 42); /* integer ref */
+    msgpack_pack_str_with_body(&pk, "device", 6);
+    msgpack_pack_bin_with_body(&pk, "update", 6);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "k", 1);
+    msgpack_pack_array(&pk, 5);
+    msgpack_pack_int64(&pk, -40000);
+    msgpack_pack_uint64(&pk, 300);
+    msgpack_pack_double(&pk, 0.5);
+    msgpack_pack_float(&pk, 2.0f);
+    msgpack_pack_bin_with_body(&pk, "\x01", 1);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_ext_with_body(&pk, "\x6a\x89\x73\x20", 4, -1);
+    struct phx_msg m;
+    ASSERT_EQ(phx_decode(PHX_FMT_MSGPACK, (const uint8_t *)sb.data, sb.size, &m), 0);
+    assert_span(m.ref, "42");
+    assert_span(m.event, "update");
+    size_t n;
+    char *j = encode_msg(PHX_FMT_JSON, &m, &n);
+    ASSERT_STR_EQ(j, "[null,\"42\",\"device\",\"update\","
+                     "{\"k\":[-40000,300,0.5,2.0,\"\\u0001\"],\"t\":\"2026-08-22T10:00:00.000000Z\"}]");
+    free(j);
+    phx_msg_free(&m);
+    msgpack_sbuffer_destroy(&sb);
 }

@@ -53,8 +53,18 @@ export function connectTls(port, deviceName = 'device-1', opts = {}) {
 export function connectTcp(port) {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: HOST, port });
-    s.once('connect', () => resolve(new RawConn(s)));
-    s.once('error', reject);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('TCP connect timed out'));
+    }, DEFAULT_TIMEOUT);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      resolve(new RawConn(s));
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
 }
 
