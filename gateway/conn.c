@@ -800,6 +800,15 @@ void conn_expire(struct worker *w, uint64_t now_ms)
 
 void conn_close_all(struct worker *w, uint16_t code, const char *reason)
 {
+    /* connections that have no session yet have nothing to drain */
+    while (w->handshaking.head)
+        destroy(w->handshaking.head, reason);
+    while (w->upgrading.head) {
+        struct conn *c = w->upgrading.head;
+        destroy(c, reason);
+        if (w->upgrading.head == c)
+            conn_list_remove(&w->upgrading, c);
+    }
     while (w->open.head)
         conn_close(w->open.head, code, reason);
 }

@@ -162,7 +162,9 @@ export class Gateway {
 
     const fd = openSync(this.logFile, 'a');
     try {
-      this.proc = spawn(NHGW_BIN, args, { stdio: ['ignore', fd, fd] });
+      // opts.wrapper: a command the binary runs under, e.g. ['prlimit', '--nofile=40:40']
+      const [cmd, ...pre] = [...(o.wrapper ?? []), NHGW_BIN];
+      this.proc = spawn(cmd, [...pre, ...args], { stdio: ['ignore', fd, fd] });
     } finally {
       closeSync(fd);
     }
@@ -244,7 +246,7 @@ export class Gateway {
   }
 }
 
-/** Start a gateway. opts: workers, rsa, deviceCa, ticketKey, logLevel, args[], allowRespawn. */
+/** Start a gateway. opts: workers, rsa, deviceCa, ticketKey, logLevel, args[], allowRespawn, wrapper[]. */
 export async function startGateway(opts = {}) {
   const gw = new Gateway(opts);
   await gw.start();
