@@ -18,7 +18,7 @@ WARN      += -Werror
 endif
 CSTD      := -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -g -MMD -MP
 INCLUDES  := $(DEPS_CFLAGS) -Igateway
-SYSLIBS   := -levent_core -levent_pthreads -ljansson -lz -lpthread
+SYSLIBS   := -levent_core -levent_pthreads -ljansson -lz -lm -lpthread
 OPT_FLAGS := -O2
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
@@ -72,7 +72,7 @@ $(BUILD)/unit-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(UNIT_SRC) gateway/confi
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRC) $(DEPS)/deps.mk
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INCLUDES) \
-		-o $@ $< $(CODEC_SRC) $(DEPS_LIBS) -ljansson -lz -lpthread
+		-o $@ $< $(CODEC_SRC) $(DEPS_LIBS) -ljansson -lz -lm -lpthread
 
 FUZZ_BINS := $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const struct span PHX_MP_EMPTY_MAP = { "\x80", 1 };
-const struct span PHX_MP_NIL = { "\xc0", 1 };
+const struct span PHX_MP_EMPTY_MAP = {"\x80", 1};
+const struct span PHX_MP_NIL = {"\xc0", 1};
 
 /* Storage behind phx_msg.owned_. */
 struct phx_owned {
@@ -52,14 +52,14 @@ enum mp_type { MP_NIL, MP_BOOL, MP_UINT, MP_INT, MP_FLOAT, MP_STR, MP_BIN, MP_EX
 /* One decoded msgpack header. For scalars hlen + len is the whole encoding. */
 struct mp_item {
     enum mp_type type;
-    size_t hlen;      /* bytes before the body (an ext's type byte included) */
-    uint64_t len;     /* body bytes (str, bin, ext), elements (array) or pairs (map) */
-    int8_t ext_type;  /* MP_EXT only */
+    size_t hlen;     /* bytes before the body (an ext's type byte included) */
+    uint64_t len;    /* body bytes (str, bin, ext), elements (array) or pairs (map) */
+    int8_t ext_type; /* MP_EXT only */
     union {
-        uint64_t u;   /* MP_UINT */
-        int64_t i;    /* MP_INT */
-        double f;     /* MP_FLOAT (float32 widened) */
-        bool b;       /* MP_BOOL */
+        uint64_t u; /* MP_UINT */
+        int64_t i;  /* MP_INT */
+        double f;   /* MP_FLOAT (float32 widened) */
+        bool b;     /* MP_BOOL */
     } v;
 };
 
@@ -118,11 +118,15 @@ static int mp_item(const uint8_t *p, size_t n, struct mp_item *it)
         it->type = MP_BOOL;
         it->v.b = c == 0xc3;
         return 0;
-    case 0xc4: case 0xc5: case 0xc6:
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
         it->type = MP_BIN;
         extra = (size_t)1 << (c - 0xc4);
         break;
-    case 0xc7: case 0xc8: case 0xc9:
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
         it->type = MP_EXT;
         extra = ((size_t)1 << (c - 0xc7)) + 1;
         break;
@@ -131,23 +135,36 @@ static int mp_item(const uint8_t *p, size_t n, struct mp_item *it)
         it->type = MP_FLOAT;
         extra = c == 0xca ? 4 : 8;
         break;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
         it->type = MP_UINT;
         extra = (size_t)1 << (c - 0xcc);
         break;
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
         it->type = MP_INT;
         extra = (size_t)1 << (c - 0xd0);
         break;
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
         it->type = MP_EXT;
         extra = 1;
         break;
-    case 0xd9: case 0xda: case 0xdb:
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
         it->type = MP_STR;
         extra = (size_t)1 << (c - 0xd9);
         break;
-    case 0xdc: case 0xdd:
+    case 0xdc:
+    case 0xdd:
         it->type = MP_ARRAY;
         extra = c == 0xdc ? 2 : 4;
         break;
@@ -483,7 +500,7 @@ int phx_mp_reason(const char *reason, struct buf *out, size_t limit)
     if (!err)
         err = phx_mp_put_str(SPAN_LIT("reason"), out, limit);
     if (!err)
-        err = phx_mp_put_str((struct span){ reason, strlen(reason) }, out, limit);
+        err = phx_mp_put_str((struct span){reason, strlen(reason)}, out, limit);
     if (err)
         out->len = mark;
     return err;
@@ -524,12 +541,12 @@ static int take_ref(const uint8_t **pp, const uint8_t *end, int slot, bool *has,
     switch (it.type) {
     case MP_NIL:
         *has = false;
-        *s = (struct span){ NULL, 0 };
+        *s = (struct span){NULL, 0};
         break;
     case MP_STR:
     case MP_BIN:
         *has = true;
-        *s = (struct span){ (const char *)*pp + it.hlen, (size_t)it.len };
+        *s = (struct span){(const char *)*pp + it.hlen, (size_t)it.len};
         break;
     case MP_UINT:
     case MP_INT:
@@ -556,7 +573,7 @@ static int take_str(const uint8_t **pp, const uint8_t *end, struct span *s)
     (void)mp_item(*pp, (size_t)(end - *pp), &it); /* validated by mp_scan */
     if (it.type != MP_STR && it.type != MP_BIN)
         return PHX_ERR_SHAPE;
-    *s = (struct span){ (const char *)*pp + it.hlen, (size_t)it.len };
+    *s = (struct span){(const char *)*pp + it.hlen, (size_t)it.len};
     *pp += it.hlen + (size_t)it.len;
     return 0;
 }
@@ -583,7 +600,7 @@ static int mp_envelope(const uint8_t *p, size_t n, struct phx_msg *m, struct phx
         (err = take_str(&q, end, &m->topic)) != 0 || (err = take_str(&q, end, &m->event)) != 0)
         return err;
     /* the payload is the last element, so it runs to the end of the input */
-    m->payload = (struct span){ (const char *)q, (size_t)(end - q) };
+    m->payload = (struct span){(const char *)q, (size_t)(end - q)};
     return 0;
 }
 
@@ -594,14 +611,14 @@ static int mp_envelope(const uint8_t *p, size_t n, struct phx_msg *m, struct phx
  * ------------------------------------------------------------------------------------------- */
 
 struct jconv {
-    const uint8_t *p;   /* cursor */
+    const uint8_t *p; /* cursor */
     const uint8_t *end;
-    uint8_t *out;       /* NULL in pass 1 */
-    size_t olen;        /* bytes measured (pass 1) or written (pass 2) */
-    uint32_t *sizes;    /* counts and string lengths in document order */
+    uint8_t *out;    /* NULL in pass 1 */
+    size_t olen;     /* bytes measured (pass 1) or written (pass 2) */
+    uint32_t *sizes; /* counts and string lengths in document order */
     size_t nsizes;
     size_t capsizes;
-    size_t si;          /* pass 2: next entry of sizes */
+    size_t si; /* pass 2: next entry of sizes */
 };
 
 static int sizes_push(struct jconv *j, uint32_t v, size_t *idx)
@@ -680,14 +697,26 @@ static size_t json_escape(const uint8_t *s, const uint8_t *end, uint32_t *cp)
     if (s == end)
         return 0;
     switch (*s) {
-    case '"': case '\\': case '/':
+    case '"':
+    case '\\':
+    case '/':
         *cp = *s;
         return 1;
-    case 'b': *cp = '\b'; return 1;
-    case 'f': *cp = '\f'; return 1;
-    case 'n': *cp = '\n'; return 1;
-    case 'r': *cp = '\r'; return 1;
-    case 't': *cp = '\t'; return 1;
+    case 'b':
+        *cp = '\b';
+        return 1;
+    case 'f':
+        *cp = '\f';
+        return 1;
+    case 'n':
+        *cp = '\n';
+        return 1;
+    case 'r':
+        *cp = '\r';
+        return 1;
+    case 't':
+        *cp = '\t';
+        return 1;
     case 'u':
         if (hex4(s + 1, end, cp) != 0)
             return 0;
@@ -695,8 +724,8 @@ static size_t json_escape(const uint8_t *s, const uint8_t *end, uint32_t *cp)
             return 0;
         if (*cp < 0xd800 || *cp > 0xdbff)
             return 5;
-        if (end - (s + 5) < 6 || s[5] != '\\' || s[6] != 'u' || hex4(s + 7, end, &lo) != 0 ||
-            lo < 0xdc00 || lo > 0xdfff)
+        if (end - (s + 5) < 6 || s[5] != '\\' || s[6] != 'u' || hex4(s + 7, end, &lo) != 0 || lo < 0xdc00 ||
+            lo > 0xdfff)
             return 0;
         *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
         return 11;
@@ -870,8 +899,8 @@ static int json_key(struct jconv *j)
 }
 
 struct jframe {
-    size_t idx;  /* pass 1: entry in sizes for this container's count */
-    uint64_t n;  /* elements (array) or pairs (object) seen */
+    size_t idx; /* pass 1: entry in sizes for this container's count */
+    uint64_t n; /* elements (array) or pairs (object) seen */
     bool obj;
 };
 
@@ -922,7 +951,7 @@ static int json_run(struct jconv *j)
         }
         if ((err = json_scalar(j)) != 0)
             return err;
-after_value:
+    after_value:
         for (;;) {
             if (sp == 0) {
                 skip_ws(j);
@@ -950,7 +979,7 @@ after_value:
 
 static int json_decode(const uint8_t *p, size_t n, struct phx_msg *m)
 {
-    struct jconv j = { .p = p, .end = p + n };
+    struct jconv j = {.p = p, .end = p + n};
     struct phx_owned *own = NULL;
     int err = json_run(&j);
     if (err)
@@ -1017,12 +1046,17 @@ struct jw {
     size_t limit;
 };
 
-static int jw_put(struct jw *w, const void *s, size_t n)
+static inline int jw_put(struct jw *w, const void *s, size_t n)
 {
-    if (n > w->limit || w->b->len > w->limit - n)
+    struct buf *b = w->b;
+    if (n == 0)
+        return 0;
+    if (n > w->limit || b->len > w->limit - n)
         return PHX_ERR_TOO_BIG;
-    if (buf_try_append(w->b, s, n, w->limit) != 0)
+    if (b->cap - b->len < n && buf_try_reserve(b, n, w->limit) != 0)
         return PHX_ERR_NOMEM;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
     return 0;
 }
 
@@ -1096,13 +1130,27 @@ static int jw_str(struct jw *w, const uint8_t *s, size_t n)
         }
         esc[0] = '\\';
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
         default:
             memcpy(esc + 1, "u00", 3);
             esc[4] = hexd[c >> 4];
@@ -1314,15 +1362,13 @@ static int jw_ref(struct jw *w, const struct span *ref)
 }
 
 /* "[join_ref,ref,topic,event," */
-static int jw_head(struct jw *w, const struct span *join_ref, const struct span *ref,
-                   struct span topic, struct span event)
+static int jw_head(struct jw *w, const struct span *join_ref, const struct span *ref, struct span topic,
+                   struct span event)
 {
     int err;
-    if ((err = JW_LIT(w, "[")) != 0 || (err = jw_ref(w, join_ref)) != 0 ||
-        (err = JW_LIT(w, ",")) != 0 || (err = jw_ref(w, ref)) != 0 ||
-        (err = JW_LIT(w, ",")) != 0 ||
-        (err = jw_str(w, (const uint8_t *)topic.p, topic.len)) != 0 ||
-        (err = JW_LIT(w, ",")) != 0 ||
+    if ((err = JW_LIT(w, "[")) != 0 || (err = jw_ref(w, join_ref)) != 0 || (err = JW_LIT(w, ",")) != 0 ||
+        (err = jw_ref(w, ref)) != 0 || (err = JW_LIT(w, ",")) != 0 ||
+        (err = jw_str(w, (const uint8_t *)topic.p, topic.len)) != 0 || (err = JW_LIT(w, ",")) != 0 ||
         (err = jw_str(w, (const uint8_t *)event.p, event.len)) != 0)
         return err;
     return JW_LIT(w, ",");
@@ -1348,8 +1394,8 @@ static size_t pk_ref(uint8_t *o, const struct span *ref)
 
 /* msgpack envelope head + tail bytes: reserve head + tail_len, write the head, return where the
  * caller writes the rest. */
-static int mp_head(const struct span *join_ref, const struct span *ref, struct span topic,
-                   struct span event, size_t tail_len, struct buf *out, size_t limit, uint8_t **o)
+static int mp_head(const struct span *join_ref, const struct span *ref, struct span topic, struct span event,
+                   size_t tail_len, struct buf *out, size_t limit, uint8_t **o)
 {
     size_t a = ref_packed_size(join_ref), b = ref_packed_size(ref);
     size_t c = str_packed_size(topic.len), d = str_packed_size(event.len);
@@ -1371,12 +1417,11 @@ static int mp_head(const struct span *join_ref, const struct span *ref, struct s
     return 0;
 }
 
-int phx_encode(enum phx_format fmt, const struct span *join_ref, const struct span *ref,
-               struct span topic, struct span event, struct span payload, struct buf *out,
-               size_t limit)
+int phx_encode(enum phx_format fmt, const struct span *join_ref, const struct span *ref, struct span topic,
+               struct span event, struct span payload, struct buf *out, size_t limit)
 {
     size_t mark = out->len;
-    struct jw w = { out, limit };
+    struct jw w = {out, limit};
     uint8_t *o;
     int err;
     if (fmt == PHX_FMT_MSGPACK) {
@@ -1402,7 +1447,7 @@ int phx_encode_reply(enum phx_format fmt, const struct span *join_ref, const str
 {
     static const struct span event = SPAN_LIT("phx_reply");
     size_t mark = out->len, slen = strlen(status);
-    struct jw w = { out, limit };
+    struct jw w = {out, limit};
     uint8_t *o;
     int err;
     if (fmt == PHX_FMT_MSGPACK) {
@@ -1429,10 +1474,8 @@ int phx_encode_reply(enum phx_format fmt, const struct span *join_ref, const str
         out->len = (size_t)(o - out->p);
         return 0;
     }
-    if ((err = jw_head(&w, join_ref, ref, topic, event)) == 0 &&
-        (err = JW_LIT(&w, "{\"response\":")) == 0 &&
-        (err = jw_whole(&w, response, PHX_MAX_DEPTH - 2)) == 0 &&
-        (err = JW_LIT(&w, ",\"status\":")) == 0 &&
+    if ((err = jw_head(&w, join_ref, ref, topic, event)) == 0 && (err = JW_LIT(&w, "{\"response\":")) == 0 &&
+        (err = jw_whole(&w, response, PHX_MAX_DEPTH - 2)) == 0 && (err = JW_LIT(&w, ",\"status\":")) == 0 &&
         (err = jw_str(&w, (const uint8_t *)status, slen)) == 0)
         err = JW_LIT(&w, "}]");
     if (err)

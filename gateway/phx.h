@@ -38,14 +38,14 @@ const char *phx_strerror(int err);
 
 /* One decoded message. Spans point into the decoded input or into storage owned by the message. */
 struct phx_msg {
-    bool has_join_ref;     /* false when join_ref is null */
-    struct span join_ref;  /* integer refs become decimal strings ("1"), as NervesHub does */
-    bool has_ref;          /* false when ref is null */
-    struct span ref;       /* like join_ref */
-    struct span topic;     /* opaque bytes (msgpack str or bin, JSON string) */
-    struct span event;     /* opaque bytes */
-    struct span payload;   /* exactly one msgpack value, any type */
-    void *owned_;          /* internal storage; release with phx_msg_free */
+    bool has_join_ref;    /* false when join_ref is null */
+    struct span join_ref; /* integer refs become decimal strings ("1"), as NervesHub does */
+    bool has_ref;         /* false when ref is null */
+    struct span ref;      /* like join_ref */
+    struct span topic;    /* opaque bytes (msgpack str or bin, JSON string) */
+    struct span event;    /* opaque bytes */
+    struct span payload;  /* exactly one msgpack value, any type */
+    void *owned_;         /* internal storage; release with phx_msg_free */
 };
 
 /* Decode one whole message (one WebSocket message) of n bytes at p.
@@ -78,9 +78,8 @@ void phx_msg_free(struct phx_msg *m);
  * NaN/Inf → null. Relies on the "C" LC_NUMERIC locale (never call setlocale).
  * Returns 0, or PHX_ERR_SYNTAX (payload not one msgpack value), PHX_ERR_DEPTH,
  * PHX_ERR_UNSUPPORTED, PHX_ERR_TOO_BIG or PHX_ERR_NOMEM; on error out is unchanged. */
-int phx_encode(enum phx_format fmt, const struct span *join_ref, const struct span *ref,
-               struct span topic, struct span event, struct span payload, struct buf *out,
-               size_t limit) WARN_UNUSED;
+int phx_encode(enum phx_format fmt, const struct span *join_ref, const struct span *ref, struct span topic,
+               struct span event, struct span payload, struct buf *out, size_t limit) WARN_UNUSED;
 
 /* Append a phx_reply whose payload is {"response": response, "status": status} (this key order,
  * as Elixir emits it). response is one msgpack value nesting at most PHX_MAX_DEPTH - 2

@@ -10,12 +10,12 @@
 
 #include "phx.h"
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                              \
-        }                                                                         \
+#define CHECK(c)                                                                                             \
+    do {                                                                                                     \
+        if (!(c)) {                                                                                          \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                            \
+            abort();                                                                                         \
+        }                                                                                                    \
     } while (0)
 
 static bool utf8_valid(const uint8_t *s, size_t n)
@@ -34,7 +34,7 @@ static void check_with_msgpack_c(const char *p, size_t n)
 {
     size_t off = 0;
     msgpack_unpacked u;
-    if (phx_mp_validate((struct span){ p, n }, 32) != 0)
+    if (phx_mp_validate((struct span){p, n}, 32) != 0)
         return;
     msgpack_unpacked_init(&u);
     CHECK(msgpack_unpack_next(&u, p, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n);
@@ -66,8 +66,8 @@ static bool fields_utf8(const struct phx_msg *m)
 static int encode(enum phx_format fmt, const struct phx_msg *m, struct buf *b)
 {
     b->len = 0;
-    return phx_encode(fmt, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL,
-                      m->topic, m->event, m->payload, b, SIZE_MAX);
+    return phx_encode(fmt, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL, m->topic,
+                      m->event, m->payload, b, SIZE_MAX);
 }
 
 /* Validate with jansson, an independent parser. jansson refuses NUL in object keys even with
@@ -147,11 +147,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* replies wrap the payload one level deeper */
-    rc = phx_encode_reply(PHX_FMT_JSON, NULL, m.has_ref ? &m.ref : NULL, m.topic, "ok", m.payload,
-                          &tmp, SIZE_MAX);
+    rc = phx_encode_reply(PHX_FMT_JSON, NULL, m.has_ref ? &m.ref : NULL, m.topic, "ok", m.payload, &tmp,
+                          SIZE_MAX);
     CHECK(rc == 0 || rc == PHX_ERR_DEPTH);
-    rc = phx_encode_reply(PHX_FMT_MSGPACK, NULL, m.has_ref ? &m.ref : NULL, m.topic, "ok",
-                          m.payload, &tmp, SIZE_MAX);
+    rc = phx_encode_reply(PHX_FMT_MSGPACK, NULL, m.has_ref ? &m.ref : NULL, m.topic, "ok", m.payload, &tmp,
+                          SIZE_MAX);
     CHECK(rc == 0 || rc == PHX_ERR_DEPTH);
 
     /* lookups never read outside the payload */

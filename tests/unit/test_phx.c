@@ -32,13 +32,15 @@ static const char *const SECTION8[] = {
     "[null,null,\"device\",\"extensions:get\",{}]",
     "[\"2\",\"2\",\"console\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]",
     "[\"1\",\"3\",\"device\",\"report_network_interface\",{\"interface\":\"eth0\"}]",
-    "[\"4\",\"4\",\"extensions\",\"phx_join\",{\"geo\":\"0.0.1\",\"health\":\"0.0.1\",\"network_identity\":\"0.0.1\"}]",
+    "[\"4\",\"4\",\"extensions\",\"phx_join\",{\"geo\":\"0.0.1\",\"health\":\"0.0.1\",\"network_identity\":"
+    "\"0.0.1\"}]",
     "[\"4\",\"4\",\"extensions\",\"phx_reply\",{\"response\":[\"geo\",\"health\"],\"status\":\"ok\"}]",
     "[\"4\",\"5\",\"extensions\",\"geo:attached\",{}]",
     "[\"4\",null,\"extensions\",\"geo:location:request\",{}]",
     "[\"4\",\"6\",\"extensions\",\"health:attached\",{}]",
     "[\"4\",null,\"extensions\",\"health:check\",{}]",
-    "[\"4\",\"7\",\"extensions\",\"geo:location:update\",{\"latitude\":-41.29,\"longitude\":174.78,\"source\":\"geoip\"}]",
+    "[\"4\",\"7\",\"extensions\",\"geo:location:update\",{\"latitude\":-41.29,\"longitude\":174.78,"
+    "\"source\":\"geoip\"}]",
     "[\"4\",\"8\",\"extensions\",\"health:report\",{\"value\":{\"timestamp\":\"2026-08-22T10:00:00.000000Z\","
     "\"metadata\":{},\"alarms\":{},\"metrics\":{\"cpu_temp\":48.3},\"checks\":{},\"connectivity\":{}}}]",
     "[\"4\",\"9\",\"extensions\",\"network_identity:attached\",{}]",
@@ -52,9 +54,11 @@ static const char *const SECTION8[] = {
     "\"platform\":\"rpi4\",\"product\":\"my_product\",\"uuid\":\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\","
     "\"vcs_identifier\":null,\"version\":\"1.1.0\"},"
     "\"size\":41943040,\"checksum\":\"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\","
-    "\"partials_checksums\":[\"\xe2\x80\xa6" "40 entries\xe2\x80\xa6\"],\"deployment_id\":42}]",
+    "\"partials_checksums\":[\"\xe2\x80\xa6"
+    "40 entries\xe2\x80\xa6\"],\"deployment_id\":42}]",
     "[\"1\",\"12\",\"device\",\"status_update\",{\"status\":\"received\"}]",
-    "[\"1\",\"13\",\"device\",\"status_update\",{\"downloader_network_interface\":\"eth0\",\"status\":\"started\"}]",
+    "[\"1\",\"13\",\"device\",\"status_update\",{\"downloader_network_interface\":\"eth0\",\"status\":"
+    "\"started\"}]",
     "[\"1\",\"14\",\"device\",\"fwup_progress\",{\"stage\":\"updating\",\"value\":0}]",
     "[\"1\",\"15\",\"device\",\"fwup_progress\",{\"stage\":\"updating\",\"value\":57}]",
     "[\"1\",\"16\",\"device\",\"fwup_progress\",{\"stage\":\"updating\",\"value\":100}]",
@@ -143,8 +147,8 @@ static void assert_valid_json(const char *s, size_t n)
 static char *encode_msg(enum phx_format fmt, const struct phx_msg *m, size_t *len)
 {
     struct buf b = BUF_INIT;
-    int rc = phx_encode(fmt, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL,
-                        m->topic, m->event, m->payload, &b, NOLIMIT);
+    int rc = phx_encode(fmt, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL, m->topic,
+                        m->event, m->payload, &b, NOLIMIT);
     ASSERT_EQ(rc, 0);
     char *s = malloc(b.len + 1);
     memcpy(s, b.p, b.len);
@@ -178,7 +182,7 @@ static char *mp_to_json(const uint8_t *p, size_t n, int *rc)
 {
     struct buf b = BUF_INIT;
     *rc = phx_encode(PHX_FMT_JSON, NULL, NULL, SPAN_LIT("t"), SPAN_LIT("e"),
-                     (struct span){ (const char *)p, n }, &b, NOLIMIT);
+                     (struct span){(const char *)p, n}, &b, NOLIMIT);
     if (*rc) {
         ASSERT_EQ(b.len, 0);
         buf_free(&b);
@@ -271,8 +275,7 @@ TEST(phx_heartbeat_msgpack)
 
     /* and the reply matches §7 byte for byte */
     struct buf b = BUF_INIT;
-    ASSERT_EQ(phx_encode_reply(PHX_FMT_MSGPACK, NULL, &m.ref, m.topic, "ok", PHX_MP_EMPTY_MAP, &b,
-                               NOLIMIT),
+    ASSERT_EQ(phx_encode_reply(PHX_FMT_MSGPACK, NULL, &m.ref, m.topic, "ok", PHX_MP_EMPTY_MAP, &b, NOLIMIT),
               0);
     uint8_t *want = unhex(HB_REPLY_MP, &rn);
     ASSERT_MEM_EQ(b.p, b.len, want, rn);
@@ -305,9 +308,7 @@ TEST(phx_heartbeat_json)
     assert_span(m.event, "heartbeat");
     ASSERT_MEM_EQ(m.payload.p, m.payload.len, "\x80", 1);
     struct buf b = BUF_INIT;
-    ASSERT_EQ(phx_encode_reply(PHX_FMT_JSON, NULL, &m.ref, m.topic, "ok", PHX_MP_EMPTY_MAP, &b,
-                               NOLIMIT),
-              0);
+    ASSERT_EQ(phx_encode_reply(PHX_FMT_JSON, NULL, &m.ref, m.topic, "ok", PHX_MP_EMPTY_MAP, &b, NOLIMIT), 0);
     const char *want = "[null,\"11\",\"phoenix\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]";
     ASSERT_MEM_EQ(b.p, b.len, want, strlen(want));
     phx_msg_free(&m);
@@ -389,16 +390,15 @@ TEST(phx_int_refs_msgpack)
         const char *hex;
         const char *jr, *r;
     } cases[] = {
-        { "95 01 02 a1 74 a1 65 80", "1", "2" },
-        { "95 00 7f a1 74 a1 65 80", "0", "127" },
-        { "95 ff e0 a1 74 a1 65 80", "-1", "-32" },
-        { "95 cc ff cd ffff a1 74 a1 65 80", "255", "65535" },
-        { "95 ce ffffffff cf ffffffffffffffff a1 74 a1 65 80", "4294967295", "18446744073709551615" },
-        { "95 d0 80 d1 8000 a1 74 a1 65 80", "-128", "-32768" },
-        { "95 d2 80000000 d3 8000000000000000 a1 74 a1 65 80", "-2147483648",
-          "-9223372036854775808" },
-        { "95 d3 7fffffffffffffff d0 05 a1 74 a1 65 80", "9223372036854775807", "5" },
-        { "95 c4 02 3132 d9 01 33 a1 74 a1 65 80", "12", "3" }, /* bin and str8 */
+        {"95 01 02 a1 74 a1 65 80", "1", "2"},
+        {"95 00 7f a1 74 a1 65 80", "0", "127"},
+        {"95 ff e0 a1 74 a1 65 80", "-1", "-32"},
+        {"95 cc ff cd ffff a1 74 a1 65 80", "255", "65535"},
+        {"95 ce ffffffff cf ffffffffffffffff a1 74 a1 65 80", "4294967295", "18446744073709551615"},
+        {"95 d0 80 d1 8000 a1 74 a1 65 80", "-128", "-32768"},
+        {"95 d2 80000000 d3 8000000000000000 a1 74 a1 65 80", "-2147483648", "-9223372036854775808"},
+        {"95 d3 7fffffffffffffff d0 05 a1 74 a1 65 80", "9223372036854775807", "5"},
+        {"95 c4 02 3132 d9 01 33 a1 74 a1 65 80", "12", "3"}, /* bin and str8 */
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct phx_msg m;
@@ -423,11 +423,11 @@ TEST(phx_int_refs_json)
         const char *json;
         const char *jr, *r;
     } cases[] = {
-        { "[1,2,\"t\",\"e\",{}]", "1", "2" },
-        { "[-5,0,\"t\",\"e\",{}]", "-5", "0" },
-        { "[-0,18446744073709551615,\"t\",\"e\",{}]", "0", "18446744073709551615" },
-        { "[-9223372036854775808,9223372036854775807,\"t\",\"e\",{}]", "-9223372036854775808",
-          "9223372036854775807" },
+        {"[1,2,\"t\",\"e\",{}]", "1", "2"},
+        {"[-5,0,\"t\",\"e\",{}]", "-5", "0"},
+        {"[-0,18446744073709551615,\"t\",\"e\",{}]", "0", "18446744073709551615"},
+        {"[-9223372036854775808,9223372036854775807,\"t\",\"e\",{}]", "-9223372036854775808",
+         "9223372036854775807"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct phx_msg m;
@@ -466,24 +466,26 @@ TEST(phx_null_and_empty_refs)
 TEST(phx_shape_errors_msgpack)
 {
     static const char *const cases[] = {
-        "80",                                   /* map, not array */
-        "a3 616263",                            /* str */
-        "01", "c0", "c3",                       /* scalars */
-        "90",                                   /* [] */
-        "94 c0 c0 a1 74 a1 65",                 /* 4 elements */
-        "96 c0 c0 a1 74 a1 65 80 80",           /* 6 elements */
-        "dc 0004 c0 c0 a1 74 a1 65",            /* array16 of 4 */
-        "95 c0 c0 01 a1 65 80",                 /* topic int */
-        "95 c0 c0 c0 a1 65 80",                 /* topic nil */
-        "95 c0 c0 a1 74 80 80",                 /* event map */
-        "95 c0 c0 a1 74 d6ff00000000 80",       /* event ext */
+        "80",        /* map, not array */
+        "a3 616263", /* str */
+        "01",
+        "c0",
+        "c3",                                       /* scalars */
+        "90",                                       /* [] */
+        "94 c0 c0 a1 74 a1 65",                     /* 4 elements */
+        "96 c0 c0 a1 74 a1 65 80 80",               /* 6 elements */
+        "dc 0004 c0 c0 a1 74 a1 65",                /* array16 of 4 */
+        "95 c0 c0 01 a1 65 80",                     /* topic int */
+        "95 c0 c0 c0 a1 65 80",                     /* topic nil */
+        "95 c0 c0 a1 74 80 80",                     /* event map */
+        "95 c0 c0 a1 74 d6ff00000000 80",           /* event ext */
         "95 cb 3ff0000000000000 c0 a1 74 a1 65 80", /* join_ref float */
-        "95 c0 ca 3f800000 a1 74 a1 65 80",     /* ref float32 */
-        "95 c3 c0 a1 74 a1 65 80",              /* join_ref bool */
-        "95 c0 c2 a1 74 a1 65 80",              /* ref bool */
-        "95 90 c0 a1 74 a1 65 80",              /* join_ref array */
-        "95 c0 80 a1 74 a1 65 80",              /* ref map */
-        "95 c0 d4 01 00 a1 74 a1 65 80",        /* ref ext */
+        "95 c0 ca 3f800000 a1 74 a1 65 80",         /* ref float32 */
+        "95 c3 c0 a1 74 a1 65 80",                  /* join_ref bool */
+        "95 c0 c2 a1 74 a1 65 80",                  /* ref bool */
+        "95 90 c0 a1 74 a1 65 80",                  /* join_ref array */
+        "95 c0 80 a1 74 a1 65 80",                  /* ref map */
+        "95 c0 d4 01 00 a1 74 a1 65 80",            /* ref ext */
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct phx_msg m;
@@ -497,12 +499,26 @@ TEST(phx_shape_errors_msgpack)
 TEST(phx_shape_errors_json)
 {
     static const char *const cases[] = {
-        "{}", "{\"a\":[null,null,\"t\",\"e\",{}]}", "\"x\"", "1", "null", "true", "[]",
-        "[null,null,\"t\",\"e\"]", "[null,null,\"t\",\"e\",{},{}]",
-        "[null,null,1,\"e\",{}]", "[null,null,null,\"e\",{}]", "[null,null,\"t\",[],{}]",
-        "[null,null,\"t\",{},{}]", "[1.0,null,\"t\",\"e\",{}]", "[null,1e3,\"t\",\"e\",{}]",
-        "[true,null,\"t\",\"e\",{}]", "[null,false,\"t\",\"e\",{}]", "[[],null,\"t\",\"e\",{}]",
-        "[null,{},\"t\",\"e\",{}]", "[null,[\"1\"],\"t\",\"e\",{}]",
+        "{}",
+        "{\"a\":[null,null,\"t\",\"e\",{}]}",
+        "\"x\"",
+        "1",
+        "null",
+        "true",
+        "[]",
+        "[null,null,\"t\",\"e\"]",
+        "[null,null,\"t\",\"e\",{},{}]",
+        "[null,null,1,\"e\",{}]",
+        "[null,null,null,\"e\",{}]",
+        "[null,null,\"t\",[],{}]",
+        "[null,null,\"t\",{},{}]",
+        "[1.0,null,\"t\",\"e\",{}]",
+        "[null,1e3,\"t\",\"e\",{}]",
+        "[true,null,\"t\",\"e\",{}]",
+        "[null,false,\"t\",\"e\",{}]",
+        "[[],null,\"t\",\"e\",{}]",
+        "[null,{},\"t\",\"e\",{}]",
+        "[null,[\"1\"],\"t\",\"e\",{}]",
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct phx_msg m;
@@ -516,19 +532,19 @@ TEST(phx_shape_errors_json)
 TEST(phx_syntax_errors_msgpack)
 {
     static const char *const cases[] = {
-        "c1",                                   /* never used */
-        "95 c0 c0 a1 74 a1 65 c1",              /* c1 as payload */
-        "95 c0 c0 a1 74 a1 65 80 00",           /* trailing byte */
-        "95 c0 c0 a1 74 a1 65 80 80",           /* trailing value */
-        "95 c0 c0 a1 74 a1 65",                 /* 4 of 5 present */
-        "95 c0 c0 a1 74 a1 65 81 a1 61",        /* map value missing */
-        "95 c0 c0 a5 74 a1 65 80",              /* str longer than the rest */
-        "95 c0 c0 a1 74 a1 65 dd ffffffff",     /* huge array count */
-        "95 c0 c0 a1 74 a1 65 db ffffffff 00",  /* huge str */
-        "95 c0 c0 a1 74 a1 65 c9 ffffffff 01",  /* huge ext */
-        "95 c0 c0 a1 74 a1 65 c6 00000002 00",  /* short bin */
-        "95 c0 c0 a1 74 a1 65 cb 00",           /* short float */
-        "95 c0 c0 a1 74 a1 65 d8 ff 00",        /* short fixext16 */
+        "c1",                                  /* never used */
+        "95 c0 c0 a1 74 a1 65 c1",             /* c1 as payload */
+        "95 c0 c0 a1 74 a1 65 80 00",          /* trailing byte */
+        "95 c0 c0 a1 74 a1 65 80 80",          /* trailing value */
+        "95 c0 c0 a1 74 a1 65",                /* 4 of 5 present */
+        "95 c0 c0 a1 74 a1 65 81 a1 61",       /* map value missing */
+        "95 c0 c0 a5 74 a1 65 80",             /* str longer than the rest */
+        "95 c0 c0 a1 74 a1 65 dd ffffffff",    /* huge array count */
+        "95 c0 c0 a1 74 a1 65 db ffffffff 00", /* huge str */
+        "95 c0 c0 a1 74 a1 65 c9 ffffffff 01", /* huge ext */
+        "95 c0 c0 a1 74 a1 65 c6 00000002 00", /* short bin */
+        "95 c0 c0 a1 74 a1 65 cb 00",          /* short float */
+        "95 c0 c0 a1 74 a1 65 d8 ff 00",       /* short fixext16 */
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct phx_msg m;
@@ -544,25 +560,55 @@ TEST(phx_syntax_errors_msgpack)
 TEST(phx_syntax_errors_json)
 {
     static const char *const cases[] = {
-        "", " ", "[", "]", "[null,null,\"t\",\"e\",{}", "[null,null,\"t\",\"e\",{}]]",
-        "[null,null,\"t\",\"e\",{}] x", "[null,null,\"t\",\"e\",{}][]",
-        "[null,null,\"t\",\"e\",{},]", "[,null,null,\"t\",\"e\",{}]", "[null null,\"t\",\"e\",{}]",
-        "[nul,null,\"t\",\"e\",{}]", "[NULL,null,\"t\",\"e\",{}]", "[null,null,'t',\"e\",{}]",
-        "[null,null,\"t,\"e\",{}]", "[null,null,\"t\",\"e\",{\"a\"}]", "[null,null,\"t\",\"e\",{\"a\":}]",
-        "[null,null,\"t\",\"e\",{a:1}]", "[null,null,\"t\",\"e\",{\"a\":1,}]",
-        "[null,null,\"t\",\"e\",{\"a\" 1}]", "[null,null,\"t\",\"e\",{\"a\":1 \"b\":2}]",
-        "[01,null,\"t\",\"e\",{}]", "[+1,null,\"t\",\"e\",{}]", "[1.,null,\"t\",\"e\",{}]",
-        "[.5,null,\"t\",\"e\",{}]", "[1e,null,\"t\",\"e\",{}]", "[1e+,null,\"t\",\"e\",{}]",
-        "[-,null,\"t\",\"e\",{}]", "[--1,null,\"t\",\"e\",{}]", "[0x1,null,\"t\",\"e\",{}]",
-        "[NaN,null,\"t\",\"e\",{}]", "[Infinity,null,\"t\",\"e\",{}]", "[1a,null,\"t\",\"e\",{}]",
-        "[null,null,\"t\",\"e\",\"\\x\"]", "[null,null,\"t\",\"e\",\"\\u12\"]",
-        "[null,null,\"t\",\"e\",\"\\u12G4\"]", "[null,null,\"t\",\"e\",\"\\ud800\"]",
-        "[null,null,\"t\",\"e\",\"\\udc00\"]", "[null,null,\"t\",\"e\",\"\\ud800\\u0041\"]",
-        "[null,null,\"t\",\"e\",\"\\ud800\\ud800\"]", "[null,null,\"t\",\"e\",\"\\ud83d\"]",
-        "[null,null,\"t\",\"e\",\"a\nb\"]", "[null,null,\"t\",\"e\",\"a\tb\"]",
+        "",
+        " ",
+        "[",
+        "]",
+        "[null,null,\"t\",\"e\",{}",
+        "[null,null,\"t\",\"e\",{}]]",
+        "[null,null,\"t\",\"e\",{}] x",
+        "[null,null,\"t\",\"e\",{}][]",
+        "[null,null,\"t\",\"e\",{},]",
+        "[,null,null,\"t\",\"e\",{}]",
+        "[null null,\"t\",\"e\",{}]",
+        "[nul,null,\"t\",\"e\",{}]",
+        "[NULL,null,\"t\",\"e\",{}]",
+        "[null,null,'t',\"e\",{}]",
+        "[null,null,\"t,\"e\",{}]",
+        "[null,null,\"t\",\"e\",{\"a\"}]",
+        "[null,null,\"t\",\"e\",{\"a\":}]",
+        "[null,null,\"t\",\"e\",{a:1}]",
+        "[null,null,\"t\",\"e\",{\"a\":1,}]",
+        "[null,null,\"t\",\"e\",{\"a\" 1}]",
+        "[null,null,\"t\",\"e\",{\"a\":1 \"b\":2}]",
+        "[01,null,\"t\",\"e\",{}]",
+        "[+1,null,\"t\",\"e\",{}]",
+        "[1.,null,\"t\",\"e\",{}]",
+        "[.5,null,\"t\",\"e\",{}]",
+        "[1e,null,\"t\",\"e\",{}]",
+        "[1e+,null,\"t\",\"e\",{}]",
+        "[-,null,\"t\",\"e\",{}]",
+        "[--1,null,\"t\",\"e\",{}]",
+        "[0x1,null,\"t\",\"e\",{}]",
+        "[NaN,null,\"t\",\"e\",{}]",
+        "[Infinity,null,\"t\",\"e\",{}]",
+        "[1a,null,\"t\",\"e\",{}]",
+        "[null,null,\"t\",\"e\",\"\\x\"]",
+        "[null,null,\"t\",\"e\",\"\\u12\"]",
+        "[null,null,\"t\",\"e\",\"\\u12G4\"]",
+        "[null,null,\"t\",\"e\",\"\\ud800\"]",
+        "[null,null,\"t\",\"e\",\"\\udc00\"]",
+        "[null,null,\"t\",\"e\",\"\\ud800\\u0041\"]",
+        "[null,null,\"t\",\"e\",\"\\ud800\\ud800\"]",
+        "[null,null,\"t\",\"e\",\"\\ud83d\"]",
+        "[null,null,\"t\",\"e\",\"a\nb\"]",
+        "[null,null,\"t\",\"e\",\"a\tb\"]",
         "\xef\xbb\xbf[null,null,\"t\",\"e\",{}]", /* BOM */
-        "[null,null,\"t\",\"e\",{}]\f", "\v[null,null,\"t\",\"e\",{}]", "/*c*/[null,null,\"t\",\"e\",{}]",
-        "[null,null,\"t\",\"e\",tru]", "[null,null,\"t\",\"e\",falsey]",
+        "[null,null,\"t\",\"e\",{}]\f",
+        "\v[null,null,\"t\",\"e\",{}]",
+        "/*c*/[null,null,\"t\",\"e\",{}]",
+        "[null,null,\"t\",\"e\",tru]",
+        "[null,null,\"t\",\"e\",falsey]",
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct phx_msg m;
@@ -639,7 +685,7 @@ TEST(phx_truncation_every_length_msgpack)
 /* [null,null,"t","e", <levels nested arrays>] as msgpack */
 static uint8_t *nested_mp(int levels, size_t *n)
 {
-    static const uint8_t head[] = { 0x95, 0xc0, 0xc0, 0xa1, 't', 0xa1, 'e' };
+    static const uint8_t head[] = {0x95, 0xc0, 0xc0, 0xa1, 't', 0xa1, 'e'};
     uint8_t *b = malloc(sizeof(head) + (size_t)levels + 1);
     memcpy(b, head, sizeof(head));
     for (int i = 0; i < levels; i++)
@@ -712,7 +758,7 @@ TEST(phx_depth_limit_encode)
         for (int levels = PHX_MAX_DEPTH - 2; levels <= PHX_MAX_DEPTH; levels++) {
             for (int i = 0; i < levels; i++)
                 p[i] = i == levels - 1 ? 0x80 : 0x91;
-            struct span pl = { (const char *)p, (size_t)levels };
+            struct span pl = {(const char *)p, (size_t)levels};
             int rc = phx_encode(fmt, NULL, NULL, SPAN_LIT("t"), SPAN_LIT("e"), pl, &b, NOLIMIT);
             ASSERT_EQ(rc, levels <= PHX_MAX_DEPTH - 1 ? 0 : PHX_ERR_DEPTH);
             b.len = 0;
@@ -738,22 +784,39 @@ TEST(phx_json_integers)
     static const struct {
         const char *json, *hex;
     } cases[] = {
-        { "0", "00" }, { "-0", "00" }, { "1", "01" }, { "127", "7f" }, { "128", "cc 80" },
-        { "255", "cc ff" }, { "256", "cd 0100" }, { "65535", "cd ffff" },
-        { "65536", "ce 00010000" }, { "4294967295", "ce ffffffff" },
-        { "4294967296", "cf 0000000100000000" }, { "9223372036854775807", "cf 7fffffffffffffff" },
-        { "9223372036854775808", "cf 8000000000000000" },
-        { "18446744073709551615", "cf ffffffffffffffff" }, { "-1", "ff" }, { "-32", "e0" },
-        { "-33", "d0 df" }, { "-128", "d0 80" }, { "-129", "d1 ff7f" }, { "-32768", "d1 8000" },
-        { "-32769", "d2 ffff7fff" }, { "-2147483648", "d2 80000000" },
-        { "-2147483649", "d3 ffffffff7fffffff" }, { "-9223372036854775808", "d3 8000000000000000" },
+        {"0", "00"},
+        {"-0", "00"},
+        {"1", "01"},
+        {"127", "7f"},
+        {"128", "cc 80"},
+        {"255", "cc ff"},
+        {"256", "cd 0100"},
+        {"65535", "cd ffff"},
+        {"65536", "ce 00010000"},
+        {"4294967295", "ce ffffffff"},
+        {"4294967296", "cf 0000000100000000"},
+        {"9223372036854775807", "cf 7fffffffffffffff"},
+        {"9223372036854775808", "cf 8000000000000000"},
+        {"18446744073709551615", "cf ffffffffffffffff"},
+        {"-1", "ff"},
+        {"-32", "e0"},
+        {"-33", "d0 df"},
+        {"-128", "d0 80"},
+        {"-129", "d1 ff7f"},
+        {"-32768", "d1 8000"},
+        {"-32769", "d2 ffff7fff"},
+        {"-2147483648", "d2 80000000"},
+        {"-2147483649", "d3 ffffffff7fffffff"},
+        {"-9223372036854775808", "d3 8000000000000000"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         assert_json_payload_mp(cases[i].json, cases[i].hex);
         assert_mp_json(cases[i].hex, strcmp(cases[i].json, "-0") ? cases[i].json : "0");
     }
     static const char *const too_big[] = {
-        "18446744073709551616", "-9223372036854775809", "99999999999999999999999",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "99999999999999999999999",
         "-99999999999999999999999",
     };
     for (size_t i = 0; i < ARRAY_SIZE(too_big); i++) {
@@ -772,23 +835,23 @@ TEST(phx_json_floats)
     static const struct {
         const char *json, *hex, *back;
     } cases[] = {
-        { "1.5", "cb 3ff8000000000000", "1.5" },
-        { "1.0", "cb 3ff0000000000000", "1.0" },
-        { "-0.0", "cb 8000000000000000", "-0.0" },
-        { "0.0", "cb 0000000000000000", "0.0" },
-        { "1e2", "cb 4059000000000000", "100.0" },
-        { "1E2", "cb 4059000000000000", "100.0" },
-        { "2.5e-1", "cb 3fd0000000000000", "0.25" },
-        { "0.1", "cb 3fb999999999999a", "0.1" },
-        { "-41.29", "cb c044a51eb851eb85", "-41.29" },
-        { "1e20", "cb 4415af1d78b58c40", "1.0e20" },
-        { "1e+20", "cb 4415af1d78b58c40", "1.0e20" },
-        { "1.5e-7", "cb 3e8421f5f40d8376", "1.5e-7" },
-        { "1.7976931348623157e308", "cb 7fefffffffffffff", "1.7976931348623157e308" },
-        { "2.2250738585072014e-308", "cb 0010000000000000", "2.2250738585072014e-308" },
-        { "0.30000000000000004", "cb 3fd3333333333334", "0.30000000000000004" },
-        { "1e-400", "cb 0000000000000000", "0.0" }, /* underflow reads as zero */
-        { "123456789012345678", "cf 01b69b4ba630f34e", "123456789012345678" },
+        {"1.5", "cb 3ff8000000000000", "1.5"},
+        {"1.0", "cb 3ff0000000000000", "1.0"},
+        {"-0.0", "cb 8000000000000000", "-0.0"},
+        {"0.0", "cb 0000000000000000", "0.0"},
+        {"1e2", "cb 4059000000000000", "100.0"},
+        {"1E2", "cb 4059000000000000", "100.0"},
+        {"2.5e-1", "cb 3fd0000000000000", "0.25"},
+        {"0.1", "cb 3fb999999999999a", "0.1"},
+        {"-41.29", "cb c044a51eb851eb85", "-41.29"},
+        {"1e20", "cb 4415af1d78b58c40", "1.0e20"},
+        {"1e+20", "cb 4415af1d78b58c40", "1.0e20"},
+        {"1.5e-7", "cb 3e8421f5f40d8376", "1.5e-7"},
+        {"1.7976931348623157e308", "cb 7fefffffffffffff", "1.7976931348623157e308"},
+        {"2.2250738585072014e-308", "cb 0010000000000000", "2.2250738585072014e-308"},
+        {"0.30000000000000004", "cb 3fd3333333333334", "0.30000000000000004"},
+        {"1e-400", "cb 0000000000000000", "0.0"}, /* underflow reads as zero */
+        {"123456789012345678", "cf 01b69b4ba630f34e", "123456789012345678"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         assert_json_payload_mp(cases[i].json, cases[i].hex);
@@ -813,11 +876,11 @@ TEST(phx_json_floats)
 
 TEST(phx_msgpack_floats_to_json)
 {
-    assert_mp_json("cb 7ff8000000000000", "null");  /* NaN */
-    assert_mp_json("cb 7ff0000000000000", "null");  /* +Inf */
-    assert_mp_json("cb fff0000000000000", "null");  /* -Inf */
-    assert_mp_json("ca 7fc00000", "null");          /* float32 NaN */
-    assert_mp_json("ca 3fc00000", "1.5");           /* float32 */
+    assert_mp_json("cb 7ff8000000000000", "null"); /* NaN */
+    assert_mp_json("cb 7ff0000000000000", "null"); /* +Inf */
+    assert_mp_json("cb fff0000000000000", "null"); /* -Inf */
+    assert_mp_json("ca 7fc00000", "null");         /* float32 NaN */
+    assert_mp_json("ca 3fc00000", "1.5");          /* float32 */
     assert_mp_json("ca 3dcccccd", "0.10000000149011612");
     assert_mp_json("cb 0000000000000001", "4.94065645841247e-324");
     assert_mp_json("cb 4341c37937e08000", "1.0e16");
@@ -833,22 +896,22 @@ TEST(phx_json_string_escapes_decode)
     static const struct {
         const char *json, *hex;
     } cases[] = {
-        { "\"\\u00e9\"", "a2 c3a9" },
-        { "\"\\u00E9\"", "a2 c3a9" },
-        { "\"\\ud83d\\ude00\"", "a4 f09f9880" },
-        { "\"\\uD83D\\uDE00\"", "a4 f09f9880" },
-        { "\"\\n\"", "a1 0a" },
-        { "\"\\\"\"", "a1 22" },
-        { "\"\\\\\"", "a1 5c" },
-        { "\"\\/\"", "a1 2f" },
-        { "\"\\b\\f\\r\\t\"", "a4 080c0d09" },
-        { "\"\\u0000\"", "a1 00" },
-        { "\"\\u0041\\u20ac\"", "a4 41e282ac" },
-        { "\"\\uffff\"", "a3 efbfbf" },
-        { "\"\\udbff\\udfff\"", "a4 f48fbfbf" },
-        { "\"\xc3\xa9\"", "a2 c3a9" },
-        { "\"\"", "a0" },
-        { "{\"\\u006b\":1}", "81 a1 6b 01" },
+        {"\"\\u00e9\"", "a2 c3a9"},
+        {"\"\\u00E9\"", "a2 c3a9"},
+        {"\"\\ud83d\\ude00\"", "a4 f09f9880"},
+        {"\"\\uD83D\\uDE00\"", "a4 f09f9880"},
+        {"\"\\n\"", "a1 0a"},
+        {"\"\\\"\"", "a1 22"},
+        {"\"\\\\\"", "a1 5c"},
+        {"\"\\/\"", "a1 2f"},
+        {"\"\\b\\f\\r\\t\"", "a4 080c0d09"},
+        {"\"\\u0000\"", "a1 00"},
+        {"\"\\u0041\\u20ac\"", "a4 41e282ac"},
+        {"\"\\uffff\"", "a3 efbfbf"},
+        {"\"\\udbff\\udfff\"", "a4 f48fbfbf"},
+        {"\"\xc3\xa9\"", "a2 c3a9"},
+        {"\"\"", "a0"},
+        {"{\"\\u006b\":1}", "81 a1 6b 01"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
         assert_json_payload_mp(cases[i].json, cases[i].hex);
@@ -877,19 +940,19 @@ TEST(phx_invalid_utf8_becomes_replacement)
     assert_mp_json("a2 c328", "\"" FFFD "(\"");
     assert_mp_json("a1 80", "\"" FFFD "\"");
     assert_mp_json("a1 ff", "\"" FFFD "\"");
-    assert_mp_json("a2 c0af", "\"" FFFD FFFD "\"");         /* overlong */
-    assert_mp_json("a3 eda080", "\"" FFFD FFFD FFFD "\"");  /* surrogate D800 */
-    assert_mp_json("a3 f09f98", "\"" FFFD "\"");            /* truncated 4-byte, one subpart */
+    assert_mp_json("a2 c0af", "\"" FFFD FFFD "\"");        /* overlong */
+    assert_mp_json("a3 eda080", "\"" FFFD FFFD FFFD "\""); /* surrogate D800 */
+    assert_mp_json("a3 f09f98", "\"" FFFD "\"");           /* truncated 4-byte, one subpart */
     assert_mp_json("a4 f09f9841", "\"" FFFD "A\"");
     assert_mp_json("a4 f4908080", "\"" FFFD FFFD FFFD FFFD "\""); /* > U+10FFFF */
-    assert_mp_json("a3 e08080", "\"" FFFD FFFD FFFD "\"");  /* overlong 3-byte */
+    assert_mp_json("a3 e08080", "\"" FFFD FFFD FFFD "\"");        /* overlong 3-byte */
     assert_mp_json("a2 e282", "\"" FFFD "\"");
     assert_mp_json("a5 61e2826162", "\"a" FFFD "ab\"");
     assert_mp_json("c4 02 fe22", "\"" FFFD "\\\"\"");
     /* in map keys, refs, topic and event too */
     assert_mp_json("81 a1 ff 01", "{\"" FFFD "\":1}");
     struct buf b = BUF_INIT;
-    struct span bad = { "\xff", 1 };
+    struct span bad = {"\xff", 1};
     ASSERT_EQ(phx_encode(PHX_FMT_JSON, &bad, &bad, bad, bad, PHX_MP_EMPTY_MAP, &b, NOLIMIT), 0);
     const char *want = "[\"" FFFD "\",\"" FFFD "\",\"" FFFD "\",\"" FFFD "\",{}]";
     ASSERT_MEM_EQ(b.p, b.len, want, strlen(want));
@@ -908,9 +971,13 @@ TEST(phx_str_and_container_header_sizes)
         uint8_t hdr[5];
         size_t hlen;
     } strs[] = {
-        { 0, { 0xa0 }, 1 }, { 31, { 0xbf }, 1 }, { 32, { 0xd9, 32 }, 2 },
-        { 255, { 0xd9, 0xff }, 2 }, { 256, { 0xda, 1, 0 }, 3 }, { 65535, { 0xda, 0xff, 0xff }, 3 },
-        { 65536, { 0xdb, 0, 1, 0, 0 }, 5 },
+        {0, {0xa0}, 1},
+        {31, {0xbf}, 1},
+        {32, {0xd9, 32}, 2},
+        {255, {0xd9, 0xff}, 2},
+        {256, {0xda, 1, 0}, 3},
+        {65535, {0xda, 0xff, 0xff}, 3},
+        {65536, {0xdb, 0, 1, 0, 0}, 5},
     };
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         char *json = malloc(strs[i].len + 3);
@@ -927,8 +994,8 @@ TEST(phx_str_and_container_header_sizes)
         ASSERT_STR_EQ(back, json);
         /* topics of that length are packed with the same header */
         struct buf b = BUF_INIT;
-        ASSERT_EQ(phx_encode(PHX_FMT_MSGPACK, NULL, NULL, (struct span){ json + 1, strs[i].len },
-                             SPAN_LIT("e"), PHX_MP_EMPTY_MAP, &b, NOLIMIT),
+        ASSERT_EQ(phx_encode(PHX_FMT_MSGPACK, NULL, NULL, (struct span){json + 1, strs[i].len}, SPAN_LIT("e"),
+                             PHX_MP_EMPTY_MAP, &b, NOLIMIT),
                   0);
         ASSERT_MEM_EQ(b.p + 3, strs[i].hlen, strs[i].hdr, strs[i].hlen);
         buf_free(&b);
@@ -941,8 +1008,10 @@ TEST(phx_str_and_container_header_sizes)
         uint8_t hdr[5];
         size_t hlen;
     } arrs[] = {
-        { 15, { 0x9f }, 1 }, { 16, { 0xdc, 0, 16 }, 3 }, { 65535, { 0xdc, 0xff, 0xff }, 3 },
-        { 65536, { 0xdd, 0, 1, 0, 0 }, 5 },
+        {15, {0x9f}, 1},
+        {16, {0xdc, 0, 16}, 3},
+        {65535, {0xdc, 0xff, 0xff}, 3},
+        {65536, {0xdd, 0, 1, 0, 0}, 5},
     };
     for (size_t i = 0; i < ARRAY_SIZE(arrs); i++) {
         for (int obj = 0; obj < 2; obj++) {
@@ -995,29 +1064,29 @@ TEST(phx_ext_passthrough_and_timestamps)
     static const struct {
         const char *hex, *json;
     } ts[] = {
-        { "d6 ff 00000000", "\"1970-01-01T00:00:00.000000Z\"" },
-        { "d6 ff ffffffff", "\"2106-02-07T06:28:15.000000Z\"" },
+        {"d6 ff 00000000", "\"1970-01-01T00:00:00.000000Z\""},
+        {"d6 ff ffffffff", "\"2106-02-07T06:28:15.000000Z\""},
         /* 64-bit: nsec in the top 30 bits; 123456789 ns → .123456 (truncated) */
-        { "d7 ff 1d6f3454 6a897320", "\"2026-08-22T10:00:00.123456Z\"" },
-        { "d7 ff 00000003 ffffffff", "\"2514-05-30T01:53:03.000000Z\"" },
+        {"d7 ff 1d6f3454 6a897320", "\"2026-08-22T10:00:00.123456Z\""},
+        {"d7 ff 00000003 ffffffff", "\"2514-05-30T01:53:03.000000Z\""},
         /* 96-bit: nsec u32 then i64 seconds, negative allowed */
-        { "c7 0c ff 1dcd6500 ffffffffffffffff", "\"1969-12-31T23:59:59.500000Z\"" },
-        { "c7 0c ff 00000000 fffffff1868b8400", "\"0000-01-01T00:00:00.000000Z\"" },
-        { "c7 0c ff 3b9ac9ff 0000003afff4417f", "\"9999-12-31T23:59:59.999999Z\"" },
-        { "c7 0c ff 00000000 000000003b5d2dc0", "\"2001-07-24T08:11:44.000000Z\"" },
-        { "c7 0c ff 00000000 0000000038d7ea4c", "\"2000-03-21T21:31:56.000000Z\"" },
-        { "c7 0c ff 00000000 0000000038a5f3a4", "\"2000-02-12T23:58:28.000000Z\"" },
+        {"c7 0c ff 1dcd6500 ffffffffffffffff", "\"1969-12-31T23:59:59.500000Z\""},
+        {"c7 0c ff 00000000 fffffff1868b8400", "\"0000-01-01T00:00:00.000000Z\""},
+        {"c7 0c ff 3b9ac9ff 0000003afff4417f", "\"9999-12-31T23:59:59.999999Z\""},
+        {"c7 0c ff 00000000 000000003b5d2dc0", "\"2001-07-24T08:11:44.000000Z\""},
+        {"c7 0c ff 00000000 0000000038d7ea4c", "\"2000-03-21T21:31:56.000000Z\""},
+        {"c7 0c ff 00000000 0000000038a5f3a4", "\"2000-02-12T23:58:28.000000Z\""},
         /* not representable → null */
-        { "c7 0c ff 00000000 fffffff1868b83ff", "null" },   /* year -1 */
-        { "c7 0c ff 00000000 0000003afff44180", "null" },   /* year 10000 */
-        { "c7 0c ff 3b9aca00 0000000000000000", "null" },   /* nsec 1e9 */
-        { "d7 ff fffffffc 00000000", "null" },              /* 64-bit nsec > 999999999 */
-        { "c7 0c ff 00000000 8000000000000000", "null" },
-        { "d5 ff 0000", "null" },                           /* wrong size for a timestamp */
-        { "d4 01 00", "null" },
-        { "d8 02 00000000000000000000000000000000", "null" },
-        { "c8 0000 07", "null" },
-        { "c9 00000001 7f 00", "null" },
+        {"c7 0c ff 00000000 fffffff1868b83ff", "null"}, /* year -1 */
+        {"c7 0c ff 00000000 0000003afff44180", "null"}, /* year 10000 */
+        {"c7 0c ff 3b9aca00 0000000000000000", "null"}, /* nsec 1e9 */
+        {"d7 ff fffffffc 00000000", "null"},            /* 64-bit nsec > 999999999 */
+        {"c7 0c ff 00000000 8000000000000000", "null"},
+        {"d5 ff 0000", "null"}, /* wrong size for a timestamp */
+        {"d4 01 00", "null"},
+        {"d8 02 00000000000000000000000000000000", "null"},
+        {"c8 0000 07", "null"},
+        {"c9 00000001 7f 00", "null"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(ts); i++)
         assert_mp_json(ts[i].hex, ts[i].json);
@@ -1028,7 +1097,14 @@ TEST(phx_ext_passthrough_and_timestamps)
 TEST(phx_json_roundtrips)
 {
     static const char *const same[] = {
-        "{}", "[]", "null", "true", "false", "0", "-1", "\"x\"",
+        "{}",
+        "[]",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-1",
+        "\"x\"",
         "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\",\"e\":-1.25,\"f\":[[]],\"g\":{}}",
         "[\"\",[],{},0,-0.0,1.0e-5]",
         "{\"z\":1,\"a\":2,\"m\":3}", /* key order kept */
@@ -1050,7 +1126,7 @@ TEST(phx_json_duplicate_keys_last_wins)
     struct span v;
     ASSERT_EQ(json_to_mp("{\"a\":1,\"b\":2,\"a\":3}", &mp, &n), 0);
     ASSERT_EQ(mp[0], 0x83); /* all three pairs kept */
-    ASSERT(phx_mp_map_get((struct span){ (const char *)mp, n }, "a", &v));
+    ASSERT(phx_mp_map_get((struct span){(const char *)mp, n}, "a", &v));
     ASSERT_MEM_EQ(v.p, v.len, "\x03", 1);
     free(mp);
 }
@@ -1094,8 +1170,9 @@ TEST(phx_map_keys_to_json)
     assert_mp_json("81 cf ffffffffffffffff c0", "{\"18446744073709551615\":null}");
     assert_mp_json("81 c4 01 6b 01", "{\"k\":1}");
     static const char *const bad[] = {
-        "81 c0 01", "81 c3 01", "81 cb 3ff0000000000000 01", "81 90 01", "81 80 01",
-        "81 d6 ff 00000000 01", "92 01 81 c2 01",
+        "81 c0 01",       "81 c3 01", "81 cb 3ff0000000000000 01",
+        "81 90 01",       "81 80 01", "81 d6 ff 00000000 01",
+        "92 01 81 c2 01",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         int rc;
@@ -1113,7 +1190,7 @@ TEST(phx_mp_helpers)
     size_t n;
     struct span v, s, map;
     ASSERT_EQ(json_to_mp("{\"a\":{\"b\":[1,2]},\"s\":\"str\",\"n\":null,\"i\":7}", &mp, &n), 0);
-    map = (struct span){ (const char *)mp, n };
+    map = (struct span){(const char *)mp, n};
     ASSERT(phx_mp_map_get(map, "a", &v));
     ASSERT(phx_mp_map_get(v, "b", &v));
     ASSERT_MEM_EQ(v.p, v.len, "\x92\x01\x02", 3);
@@ -1130,7 +1207,7 @@ TEST(phx_mp_helpers)
     /* truncated maps never match past the end and never read past it */
     for (size_t k = 0; k < n; k++) {
         uint8_t *g = gcopy(mp, k);
-        struct span t = { (const char *)g, k };
+        struct span t = {(const char *)g, k};
         ASSERT(!phx_mp_map_get(t, "i", &v));
         (void)phx_mp_map_get(t, "a", &v);
         (void)phx_mp_get_str(t, &s);
@@ -1142,12 +1219,12 @@ TEST(phx_mp_helpers)
     ASSERT_EQ(phx_mp_validate(map, 2), PHX_ERR_DEPTH);
     map.len--;
     ASSERT_EQ(phx_mp_validate(map, PHX_MAX_DEPTH), PHX_ERR_SYNTAX);
-    ASSERT(!phx_mp_map_get((struct span){ NULL, 0 }, "a", &v));
-    ASSERT(!phx_mp_get_str((struct span){ NULL, 0 }, &s));
-    ASSERT(!phx_mp_is_nil((struct span){ NULL, 0 }));
-    ASSERT(phx_mp_get_str((struct span){ "\xc4\x01x", 3 }, &s)); /* bin */
+    ASSERT(!phx_mp_map_get((struct span){NULL, 0}, "a", &v));
+    ASSERT(!phx_mp_get_str((struct span){NULL, 0}, &s));
+    ASSERT(!phx_mp_is_nil((struct span){NULL, 0}));
+    ASSERT(phx_mp_get_str((struct span){"\xc4\x01x", 3}, &s)); /* bin */
     assert_span(s, "x");
-    ASSERT(!phx_mp_get_str((struct span){ "\xa2x", 2 }, &s));    /* truncated str */
+    ASSERT(!phx_mp_get_str((struct span){"\xa2x", 2}, &s)); /* truncated str */
     free(mp);
     ASSERT_EQ(PHX_MP_EMPTY_MAP.len, 1);
     ASSERT_EQ((uint8_t)PHX_MP_EMPTY_MAP.p[0], 0x80);
@@ -1197,26 +1274,23 @@ TEST(phx_mp_packers)
 TEST(phx_encode_output_limit_exact)
 {
     struct span jr = SPAN_LIT("1"), r = SPAN_LIT("22");
-    const uint8_t pl[] = { 0x81, 0xa1, 'k', 0xa2, 0xff, 'v' };
-    struct span payload = { (const char *)pl, sizeof(pl) };
+    const uint8_t pl[] = {0x81, 0xa1, 'k', 0xa2, 0xff, 'v'};
+    struct span payload = {(const char *)pl, sizeof(pl)};
     for (int fmt = 0; fmt < 2; fmt++) {
         for (int reply = 0; reply < 2; reply++) {
             struct buf b = BUF_INIT;
             ASSERT_EQ(buf_try_append(&b, "prefix", 6, NOLIMIT), 0);
-            int rc = reply ? phx_encode_reply(fmt, &jr, &r, SPAN_LIT("topic"), "error", payload, &b,
-                                              NOLIMIT)
-                           : phx_encode(fmt, &jr, &r, SPAN_LIT("topic"), SPAN_LIT("ev"), payload, &b,
-                                        NOLIMIT);
+            int rc = reply
+                         ? phx_encode_reply(fmt, &jr, &r, SPAN_LIT("topic"), "error", payload, &b, NOLIMIT)
+                         : phx_encode(fmt, &jr, &r, SPAN_LIT("topic"), SPAN_LIT("ev"), payload, &b, NOLIMIT);
             ASSERT_EQ(rc, 0);
             size_t full = b.len;
             uint8_t *want = malloc(full);
             memcpy(want, b.p, full);
             for (size_t limit = 0; limit <= full; limit++) {
                 b.len = 6;
-                rc = reply ? phx_encode_reply(fmt, &jr, &r, SPAN_LIT("topic"), "error", payload, &b,
-                                              limit)
-                           : phx_encode(fmt, &jr, &r, SPAN_LIT("topic"), SPAN_LIT("ev"), payload,
-                                        &b, limit);
+                rc = reply ? phx_encode_reply(fmt, &jr, &r, SPAN_LIT("topic"), "error", payload, &b, limit)
+                           : phx_encode(fmt, &jr, &r, SPAN_LIT("topic"), SPAN_LIT("ev"), payload, &b, limit);
                 if (limit == full) {
                     ASSERT_EQ(rc, 0);
                     ASSERT_MEM_EQ(b.p, b.len, want, full);
@@ -1235,13 +1309,13 @@ TEST(phx_encode_output_limit_exact)
 TEST(phx_encode_rejects_bad_payload)
 {
     static const char *const bad[] = {
-        "",  "c1", "92 01", "81 a1 6b", "80 80", "01 02", "a3 6162", "dd ffffffff", "c7 05 01 00",
+        "", "c1", "92 01", "81 a1 6b", "80 80", "01 02", "a3 6162", "dd ffffffff", "c7 05 01 00",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         size_t n;
         uint8_t *p = unhex(bad[i], &n);
         uint8_t *g = gcopy(p, n);
-        struct span pl = { (const char *)g, n };
+        struct span pl = {(const char *)g, n};
         for (int fmt = 0; fmt < 2; fmt++) {
             struct buf b = BUF_INIT;
             int rc = phx_encode(fmt, NULL, NULL, SPAN_LIT("t"), SPAN_LIT("e"), pl, &b, NOLIMIT);
@@ -1264,13 +1338,20 @@ TEST(phx_reply_shapes)
     struct buf b = BUF_INIT;
     struct span four = SPAN_LIT("4"), nine = SPAN_LIT("9");
     ASSERT_EQ(phx_encode_reply(PHX_FMT_JSON, &four, &nine, SPAN_LIT("extensions"), "error",
-                               (struct span){ "\xa6" "detach", 7 }, &b, NOLIMIT),
+                               (struct span){"\xa6"
+                                             "detach",
+                                             7},
+                               &b, NOLIMIT),
               0);
-    const char *want = "[\"4\",\"9\",\"extensions\",\"phx_reply\",{\"response\":\"detach\",\"status\":\"error\"}]";
+    const char *want =
+        "[\"4\",\"9\",\"extensions\",\"phx_reply\",{\"response\":\"detach\",\"status\":\"error\"}]";
     ASSERT_MEM_EQ(b.p, b.len, want, strlen(want));
     b.len = 0;
     ASSERT_EQ(phx_encode_reply(PHX_FMT_MSGPACK, &four, &nine, SPAN_LIT("extensions"), "error",
-                               (struct span){ "\xa6" "detach", 7 }, &b, NOLIMIT),
+                               (struct span){"\xa6"
+                                             "detach",
+                                             7},
+                               &b, NOLIMIT),
               0);
     struct phx_msg m;
     ASSERT_EQ(phx_decode(PHX_FMT_MSGPACK, b.p, b.len, &m), 0);
@@ -1309,7 +1390,7 @@ TEST(phx_large_inputs_are_linear)
     memset(deep, '[', PHX_MAX_DEPTH - 2);
     memset(deep + PHX_MAX_DEPTH - 2, ']', PHX_MAX_DEPTH - 2);
     strcpy(deep + 2 * (PHX_MAX_DEPTH - 2), ",");
-    const char *const unit[] = { "0,", "{\"k\":1},", "\"\\u00e9\\n\",", "1.5,", deep };
+    const char *const unit[] = {"0,", "{\"k\":1},", "\"\\u00e9\\n\",", "1.5,", deep};
     for (size_t u = 0; u < ARRAY_SIZE(unit); u++) {
         char *s = malloc(target + sizeof(deep) + 64), *o = s;
         o += sprintf(o, "[null,null,\"t\",\"e\",[");
