@@ -17,7 +17,7 @@ ifeq ($(ERR),1)
 WARN      += -Werror
 endif
 CSTD      := -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -g -MMD -MP
-INCLUDES  := $(DEPS_CFLAGS) -Igateway
+INCLUDES  := $(DEPS_CFLAGS) -Igateway -Ibench
 SYSLIBS   := -levent_core -levent_pthreads -ljansson -lz -lm -lpthread
 OPT_FLAGS := -O2
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -29,6 +29,9 @@ CORE_SRC  := gateway/config.c gateway/log.c gateway/tls.c gateway/listener.c gat
              gateway/session.c gateway/link_local.c gateway/worker.c gateway/master.c
 MAIN_SRC  := gateway/main.c
 UNIT_SRC  := $(wildcard tests/unit/*.c) tests/lib/test.c
+# nhbench: load generator and the project's own C device client (bench/README.md).
+BENCH_SRC := $(filter-out bench/tests/%,$(wildcard bench/*.c))
+BENCH_UNIT_SRC := $(wildcard bench/tests/*.c)
 FUZZERS   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 OPT_DIR   := $(BUILD)/opt
@@ -39,7 +42,7 @@ obj = $(patsubst %.c,$(1)/%.o,$(2))
 .PHONY: all deps test test-opt test-asan unit fuzz-replay fuzz integration run certs clean distclean bench
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/nhgw $(BUILD)/unit
+all: $(BUILD)/nhgw $(BUILD)/unit $(BUILD)/nhbench
 
 # First use on a fresh machine: Debian packages, then the pinned sources (verified, cached).
 $(DEPS)/deps.mk:
@@ -62,11 +65,16 @@ $(BUILD)/nhgw: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(CORE_SRC) $(MAIN_SRC))
 $(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(CORE_SRC) $(MAIN_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-$(BUILD)/unit: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c)
+UNIT_ALL := $(CODEC_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c $(BENCH_UNIT_SRC) bench/hist.c bench/wsc.c
+
+$(BUILD)/unit: $(call obj,$(OPT_DIR),$(UNIT_ALL))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-$(BUILD)/unit-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c)
+$(BUILD)/unit-asan: $(call obj,$(SAN_DIR),$(UNIT_ALL))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+$(BUILD)/nhbench: $(call obj,$(OPT_DIR),$(BENCH_SRC) gateway/phx.c gateway/ws.c gateway/buf.c gateway/xalloc.c)
+	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 # libFuzzer targets: each links the codecs, built with clang.
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRC) $(DEPS)/deps.mk
@@ -112,6 +120,9 @@ $(BUILD)/dev-certs/.complete: ops/devcerts.sh
 
 run: all certs
 	ops/run-dev.sh
+
+bench: all
+	bench/run.sh hold --sessions 10000 --hold 35s
 
 clean:
 	rm -rf $(OPT_DIR) $(SAN_DIR) $(BUILD)/fuzz $(BUILD)/nhgw $(BUILD)/nhgw-asan $(BUILD)/unit $(BUILD)/unit-asan

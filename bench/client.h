@@ -124,6 +124,7 @@ struct cl_slot {
     struct hist h_join;                 /* `device` join reply, from sending it */
     struct hist h_setup;                /* session ready (all joins), from the intended start */
     struct hist h_hb;                   /* heartbeat reply, from the intended heartbeat time */
+    struct hist h_hb_hold;              /* ... only those sent while the parent measured (CL_PHASE_MEASURE) */
     struct hist h_cycle;                /* CL_CYCLE: connection done, from its (intended) start */
 };
 
@@ -134,6 +135,7 @@ struct cl_slot {
 
 #define CL_PHASE_RUN 0
 #define CL_PHASE_STOP 1
+#define CL_PHASE_MEASURE 2 /* running, and the parent is in its measured phase (hold after the ramp) */
 
 /* Run worker `index` (0 .. cfg->workers - 1) of a run until *phase becomes CL_PHASE_STOP, then
  * close every connection and return (0, or 1 if the worker could not start: the reason is on

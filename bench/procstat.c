@@ -106,9 +106,18 @@ int ps_sockstat(struct ps_sockstat *s)
     while (fgets(line, sizeof(line), f)) {
         unsigned long long a, b, c, d, m;
         if (sscanf(line, "TCP: inuse %llu orphan %llu tw %llu alloc %llu mem %llu", &a, &b, &c, &d, &m) == 5) {
-            *s = (struct ps_sockstat){ a, b, c, d, m };
+            *s = (struct ps_sockstat){ a, b, c, d, m, 0 };
             rc = 0;
         }
+    }
+    fclose(f);
+    f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long v;
+        if (sscanf(line, "Slab: %llu kB", &v) == 1)
+            s->slab_kib = v;
     }
     fclose(f);
     return rc;

@@ -27,9 +27,10 @@ struct ps_sockstat {
     uint64_t tcp_tw;       /* TIME_WAIT */
     uint64_t tcp_alloc;
     uint64_t tcp_mem_pages;/* pages charged to TCP socket buffers */
+    uint64_t slab_kib;     /* /proc/meminfo Slab: kernel objects (sockets, files, epoll items), system-wide */
 };
 
-/* Read /proc/net/sockstat. Returns 0 or -1. */
+/* Read /proc/net/sockstat and the Slab line of /proc/meminfo. Returns 0 or -1. */
 int ps_sockstat(struct ps_sockstat *s);
 
 /* Seconds per clock tick. */

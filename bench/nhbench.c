@@ -1,0 +1,756 @@
+/* nhbench: load generator and end-to-end test client for nhgw (and, TLS only, any TLS terminator).
+ * Parses options, prepares the device certificate pool, forks worker processes (client.c) that
+ * share nothing but a results slot, samples the gateway's memory and CPU from /proc around the
+ * measured phase, and reports a human summary and a JSON file. Scenarios: hold, handshake,
+ * tls-hold, tls-handshake, smoke (storm and fanout are planned: see bench/README.md).
+ * Deliberately not here: connection handling (client.c), report formatting (report.c). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <openssl/ssl.h>
+
+#include "client.h"
+#include "common.h"
+#include "devpool.h"
+#include "procstat.h"
+#include "report.h"
+
+#define FD_PER_WORKER 15000 /* sessions per nhbench process (the hard descriptor limit is 20,000) */
+
+static const char *argv0 = "nhbench";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s SCENARIO --target HOST:PORT [options]\n"
+            "\n"
+            "scenarios:\n"
+            "  hold           ramp to --sessions mTLS+WebSocket sessions (device + extensions joined),\n"
+            "                 hold them --hold long with heartbeats; gateway memory per session\n"
+            "  handshake      connect, mTLS handshake, WebSocket upgrade (101), close, repeatedly;\n"
+            "                 handshakes per gateway CPU second (--resume: resumed sessions)\n"
+            "  tls-hold       like hold, TLS only (no HTTP/WebSocket), for any TLS terminator\n"
+            "  tls-handshake  like handshake, TLS only\n"
+            "  smoke          every scenario briefly, strict checks; exit 1 on any failure\n"
+            "\n"
+            "options (durations take ms/s/m, e.g. 500ms, 30s, 2m):\n"
+            "  --target HOST:PORT     gateway address (required)\n"
+            "  --gateway-pid PID      gateway master pid: memory/CPU of it and its children\n"
+            "  --workers N            nhbench worker processes (default: sessions/%d, at least 1)\n"
+            "  --sessions N           hold: sessions (default 1000; smoke 200)\n"
+            "  --devices N            distinct device identities (default: sessions, or 4 x concurrency)\n"
+            "  --rate R               new connections per second (hold default 2000; 0 = unlimited)\n"
+            "  --concurrency C        handshake: connections in flight, closed loop (default 16);\n"
+            "                         0 = open loop at --rate\n"
+            "  --max-pending N        connection set-ups in flight (default 1000)\n"
+            "  --hold T               hold time (default 30s)\n"
+            "  --duration T           handshake: measured window (default 10s)\n"
+            "  --warmup T             handshake: unmeasured start (default 2s)\n"
+            "  --settle T             hold: wait after the ramp before sampling memory (default 2s)\n"
+            "  --vsn 2|3|mix          2.0.0 JSON (link's default), 3.0.0 msgpack, or alternate (default 2)\n"
+            "  --deflate on|off|mix   offer permessage-deflate like link (default on)\n"
+            "  --heartbeat T          Phoenix heartbeat interval (default 30s, link's)\n"
+            "  --timeout T            deadline for connect .. joined (default 30s)\n"
+            "  --tls 1.2|1.3          highest TLS version (default 1.2, link's only one)\n"
+            "  --resume               offer each device's previous session\n"
+            "  --strict               byte-exact reply checks (smoke always)\n"
+            "  --no-extensions        do not join `extensions`\n"
+            "  --no-iface             do not send report_network_interface\n"
+            "  --groups LIST          TLS groups (default X25519:P-256, as Erlang's ssl prefers)\n"
+            "  --server-ca FILE       verify the server certificate (default: no verification)\n"
+            "  --sni NAME             send SNI\n"
+            "  --host NAME            Host header (default: the target)\n"
+            "  --path PATH            socket path (default /socket/websocket)\n"
+            "  --linger0              close with RST instead of close_notify + FIN\n"
+            "  --ca-cert FILE         device CA certificate (default build/test-certs/device-ca.pem)\n"
+            "  --ca-key FILE          device CA key (default build/test-certs/device-ca.key)\n"
+            "  --pool-dir DIR         device certificate cache (default build/bench-pool)\n"
+            "  --json FILE            write the results as JSON\n"
+            "  --label TEXT           free text stored in the JSON\n"
+            "  --quiet                no progress lines on stderr\n",
+            argv0, FD_PER_WORKER);
+}
+
+static int parse_duration_ms(const char *s, uint32_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    double mul = 1000;
+    if (!strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "s") || !*end)
+        mul = 1000;
+    else if (!strcmp(end, "m") || !strcmp(end, "min"))
+        mul = 60000;
+    else if (!strcmp(end, "h"))
+        mul = 3600000;
+    else
+        return -1;
+    if (v * mul > 4e9)
+        return -1;
+    *out = (uint32_t)(v * mul + 0.5);
+    return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    double mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1000, end++;
+    if (errno || end == s || *end || v * mul > 4e9)
+        return -1;
+    *out = (uint32_t)(v * mul);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ---- one run ---- */
+
+struct shared {
+    volatile int phase;
+    struct cl_slot slots[];
+};
+
+static void sum_slots(const struct shared *sh, int n, struct bench_counts *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < C_COUNT; k++)
+            out->c[k] += sh->slots[i].c[k];
+        for (int k = 0; k < E_COUNT; k++)
+            out->e[k] += sh->slots[i].e[k];
+        for (int k = 0; k < 17; k++)
+            out->close_codes[k] += sh->slots[i].close_codes[k];
+    }
+}
+
+static uint64_t errors_total(const struct bench_counts *c)
+{
+    uint64_t t = 0;
+    for (int k = 0; k < E_COUNT; k++)
+        t += c->e[k];
+    return t;
+}
+
+static bool all_state(const struct shared *sh, int n, int st)
+{
+    for (int i = 0; i < n; i++)
+        if (sh->slots[i].state < st)
+            return false;
+    return true;
+}
+
+/* Wait for workers that exited on their own; returns how many died with a non-zero status. */
+static int reap(pid_t *pids, int n, bool block)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        if (pids[i] <= 0)
+            continue;
+        int st;
+        pid_t r = waitpid(pids[i], &st, block ? 0 : WNOHANG);
+        if (r == pids[i]) {
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                bad++;
+                fprintf(stderr, "nhbench: worker %d (pid %d) %s %d\n", i, (int)pids[i],
+                        WIFEXITED(st) ? "exited with" : "killed by signal",
+                        WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+            }
+            pids[i] = 0;
+        }
+    }
+    return bad;
+}
+
+static void progress(const struct run *r, const struct shared *sh, double t0)
+{
+    struct bench_counts c;
+    sum_slots(sh, r->cfg.workers, &c);
+    if (r->cfg.pattern == CL_HOLD)
+        fprintf(stderr,
+                "[%6.1fs] %s: started %llu ready %llu pending %llu active %llu hb %llu/%llu errors %llu\n",
+                now_s() - t0, r->name, (unsigned long long)c.c[C_STARTED], (unsigned long long)c.c[C_READY],
+                (unsigned long long)c.c[C_PENDING], (unsigned long long)c.c[C_ACTIVE],
+                (unsigned long long)c.c[C_HB_OK], (unsigned long long)c.c[C_HB_SENT],
+                (unsigned long long)errors_total(&c));
+    else
+        fprintf(stderr, "[%6.1fs] %s: cycles %llu (full %llu resumed %llu) in flight %llu errors %llu\n",
+                now_s() - t0, r->name, (unsigned long long)c.c[C_CYCLES], (unsigned long long)c.c[C_TLS_FULL],
+                (unsigned long long)c.c[C_TLS_RESUMED], (unsigned long long)c.c[C_PENDING],
+                (unsigned long long)errors_total(&c));
+}
+
+/* Sleep `secs` (or until `until` holds) while printing progress every second and watching the
+ * workers. Returns false if a worker died or the user interrupted (recorded as failures). */
+static bool watch(struct run *r, struct shared *sh, pid_t *pids, double secs, double t0, bool quiet,
+                  bool (*until)(const struct shared *, int))
+{
+    double end = now_s() + secs, next = now_s() + 1;
+    while (now_s() < end) {
+        if (interrupted) {
+            report_fail(r, "interrupted");
+            return false;
+        }
+        if (reap(pids, r->cfg.workers, false) > 0) {
+            report_fail(r, "a worker process died");
+            return false;
+        }
+        if (until && until(sh, r->cfg.workers))
+            break;
+        sleep_s(0.05);
+        if (!quiet && now_s() >= next) {
+            progress(r, sh, t0);
+            next += 1;
+        }
+    }
+    return true;
+}
+
+static bool ramped(const struct shared *sh, int n)
+{
+    return all_state(sh, n, CL_ST_RAMPED);
+}
+
+static void sample(pid_t pid, struct ps_sample *s, bool *ok)
+{
+    *ok = pid > 0 && ps_sample_tree(pid, s) == 0;
+}
+
+/* Execute one run described by r->cfg; fills the rest of *r. */
+static void run_one(struct run *r, pid_t gw_pid, bool quiet)
+{
+    const struct cl_cfg *cfg = &r->cfg;
+    int W = cfg->workers;
+    size_t len = sizeof(struct shared) + (size_t)W * sizeof(struct cl_slot);
+    struct shared *sh = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) {
+        report_fail(r, "mmap failed");
+        return;
+    }
+    sh->phase = CL_PHASE_RUN;
+    for (int i = 0; i < W; i++)
+        cl_slot_init(&sh->slots[i]);
+    r->gw_pid = gw_pid;
+    sample(gw_pid, &r->gw_before, &r->have_gw);
+    ps_sockstat(&r->sock_before);
+    ps_sample_tree(getpid(), &r->self_before);
+
+    fflush(NULL);
+    pid_t pids[256] = { 0 };
+    pid_t parent = getpid();
+    for (int i = 0; i < W; i++) {
+        pids[i] = fork();
+        if (pids[i] < 0) {
+            report_fail(r, "fork failed");
+            W = i;
+            break;
+        }
+        if (pids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(1);
+            signal(SIGINT, SIG_IGN);
+            _exit(cl_worker_run(cfg, i, &sh->slots[i], &sh->phase));
+        }
+    }
+    double t0 = now_s();
+    bool ok = W == cfg->workers;
+    if (cfg->pattern == CL_HOLD) {
+        double ramp_max = (cfg->rate > 0 ? (double)cfg->sessions / cfg->rate * 1.5 : (double)cfg->sessions / 500) +
+                          cfg->timeout_ms / 1000.0 + 10;
+        ok = ok && watch(r, sh, pids, ramp_max, t0, quiet, ramped);
+        r->ramp_s = now_s() - t0;
+        if (ok && !ramped(sh, W))
+            report_fail(r, "ramp did not finish in time"); /* measure what is there all the same */
+        sum_slots(sh, W, &r->at_ramp);
+        if (ok) {
+            watch(r, sh, pids, r->settle_s, t0, quiet, NULL);
+            sample(gw_pid, &r->gw_ramped, &r->have_gw);
+            ps_sockstat(&r->sock_ramped);
+            ps_sample_tree(getpid(), &r->self_ramped);
+            r->hold_start = now_s();
+            sh->phase = CL_PHASE_MEASURE;
+            ok = watch(r, sh, pids, r->hold_s, t0, quiet, NULL);
+            r->hold_s = now_s() - r->hold_start;
+            sum_slots(sh, W, &r->at_end);
+            sample(gw_pid, &r->gw_end, &r->have_gw);
+            ps_sockstat(&r->sock_end);
+            ps_sample_tree(getpid(), &r->self_end);
+        }
+    } else {
+        ok = ok && watch(r, sh, pids, r->warmup_s, t0, quiet, NULL);
+        sum_slots(sh, W, &r->win_start);
+        sample(gw_pid, &r->gw_ramped, &r->have_gw);
+        ps_sample_tree(getpid(), &r->self_ramped);
+        if (ok) {
+            ok = watch(r, sh, pids, r->duration_s, t0, quiet, NULL);
+            sum_slots(sh, W, &r->win_end);
+            sample(gw_pid, &r->gw_end, &r->have_gw);
+            ps_sample_tree(getpid(), &r->self_end);
+            ps_sockstat(&r->sock_end);
+        }
+    }
+    sh->phase = CL_PHASE_STOP;
+    /* workers close every connection and exit; give them a while, then insist */
+    double stop_by = now_s() + 30;
+    for (;;) {
+        if (reap(pids, W, false) > 0)
+            report_fail(r, "a worker process died");
+        int alive = 0;
+        for (int i = 0; i < W; i++)
+            alive += pids[i] > 0;
+        if (!alive)
+            break;
+        if (now_s() > stop_by) {
+            for (int i = 0; i < W; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGKILL);
+            reap(pids, W, true);
+            report_fail(r, "workers did not stop within 30 s");
+            break;
+        }
+        sleep_s(0.02);
+    }
+    r->total_s = now_s() - t0;
+    sum_slots(sh, W, &r->final);
+    report_merge_hists(r, sh->slots, W);
+    munmap(sh, len);
+}
+
+/* ---- options ---- */
+
+struct opts {
+    const char *scenario;
+    const char *target;
+    pid_t gw_pid;
+    uint32_t workers, sessions, devices, concurrency, max_pending;
+    double rate;
+    bool rate_set, sessions_set, concurrency_set;
+    uint32_t hold_ms, duration_ms, warmup_ms, settle_ms, hb_ms, timeout_ms;
+    int vsn, deflate, tls_max;
+    bool resume, strict, no_ext, no_iface, linger0, quiet;
+    const char *groups, *server_ca, *sni, *host, *path, *ca_cert, *ca_key, *pool_dir, *json, *label;
+};
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->sessions = 1000;
+    o->concurrency = 16;
+    o->max_pending = 1000;
+    o->rate = 2000;
+    o->hold_ms = 30000;
+    o->duration_ms = 10000;
+    o->warmup_ms = 2000;
+    o->settle_ms = 2000;
+    o->hb_ms = 30000;
+    o->timeout_ms = 30000;
+    o->vsn = 2;
+    o->deflate = 1;
+    o->tls_max = TLS1_2_VERSION;
+    o->groups = "X25519:P-256";
+    o->path = "/socket/websocket";
+    o->ca_cert = "build/test-certs/device-ca.pem";
+    o->ca_key = "build/test-certs/device-ca.key";
+    o->pool_dir = "build/bench-pool";
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            usage(stdout);
+            exit(0);
+        }
+        usage(stderr);
+        return -1;
+    }
+    o->scenario = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool used = true;
+#define FLAG(name, field)                                                                                     \
+    if (!strcmp(a, name)) {                                                                                   \
+        o->field = true;                                                                                      \
+        continue;                                                                                             \
+    }
+        FLAG("--resume", resume)
+        FLAG("--strict", strict)
+        FLAG("--no-extensions", no_ext)
+        FLAG("--no-iface", no_iface)
+        FLAG("--linger0", linger0)
+        FLAG("--quiet", quiet)
+#undef FLAG
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!v) {
+            fprintf(stderr, "%s: %s needs a value (or is unknown)\n", argv0, a);
+            return -1;
+        }
+        int bad = 0;
+        uint32_t u;
+        if (!strcmp(a, "--target"))
+            o->target = v;
+        else if (!strcmp(a, "--gateway-pid"))
+            bad = parse_u32(v, &u), o->gw_pid = (pid_t)u;
+        else if (!strcmp(a, "--workers"))
+            bad = parse_u32(v, &o->workers);
+        else if (!strcmp(a, "--sessions"))
+            bad = parse_u32(v, &o->sessions), o->sessions_set = true;
+        else if (!strcmp(a, "--devices"))
+            bad = parse_u32(v, &o->devices);
+        else if (!strcmp(a, "--concurrency"))
+            bad = parse_u32(v, &o->concurrency), o->concurrency_set = true;
+        else if (!strcmp(a, "--max-pending"))
+            bad = parse_u32(v, &o->max_pending);
+        else if (!strcmp(a, "--rate")) {
+            char *end;
+            o->rate = strtod(v, &end);
+            if (*end == 'k')
+                o->rate *= 1000, end++;
+            bad = *end || o->rate < 0;
+            o->rate_set = true;
+        } else if (!strcmp(a, "--hold"))
+            bad = parse_duration_ms(v, &o->hold_ms);
+        else if (!strcmp(a, "--duration"))
+            bad = parse_duration_ms(v, &o->duration_ms);
+        else if (!strcmp(a, "--warmup"))
+            bad = parse_duration_ms(v, &o->warmup_ms);
+        else if (!strcmp(a, "--settle"))
+            bad = parse_duration_ms(v, &o->settle_ms);
+        else if (!strcmp(a, "--heartbeat"))
+            bad = parse_duration_ms(v, &o->hb_ms);
+        else if (!strcmp(a, "--timeout"))
+            bad = parse_duration_ms(v, &o->timeout_ms) || o->timeout_ms == 0;
+        else if (!strcmp(a, "--vsn"))
+            o->vsn = !strcmp(v, "2") || !strcmp(v, "2.0.0") ? 2 : !strcmp(v, "3") || !strcmp(v, "3.0.0") ? 3
+                     : !strcmp(v, "mix")                    ? 0
+                                                             : (bad = 1);
+        else if (!strcmp(a, "--deflate"))
+            o->deflate = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : !strcmp(v, "mix") ? -1 : (bad = 1);
+        else if (!strcmp(a, "--tls"))
+            o->tls_max = !strcmp(v, "1.2") ? TLS1_2_VERSION : !strcmp(v, "1.3") ? TLS1_3_VERSION : (bad = 1);
+        else if (!strcmp(a, "--groups"))
+            o->groups = v;
+        else if (!strcmp(a, "--server-ca"))
+            o->server_ca = v;
+        else if (!strcmp(a, "--sni"))
+            o->sni = v;
+        else if (!strcmp(a, "--host"))
+            o->host = v;
+        else if (!strcmp(a, "--path"))
+            o->path = v;
+        else if (!strcmp(a, "--ca-cert"))
+            o->ca_cert = v;
+        else if (!strcmp(a, "--ca-key"))
+            o->ca_key = v;
+        else if (!strcmp(a, "--pool-dir"))
+            o->pool_dir = v;
+        else if (!strcmp(a, "--json"))
+            o->json = v;
+        else if (!strcmp(a, "--label"))
+            o->label = v;
+        else
+            used = false;
+        if (!used) {
+            fprintf(stderr, "%s: unknown option %s\n", argv0, a);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "%s: bad value for %s: %s\n", argv0, a, v);
+            return -1;
+        }
+        i++;
+    }
+    if (!o->target) {
+        fprintf(stderr, "%s: --target HOST:PORT is required\n", argv0);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_target(const char *t, struct sockaddr_in *sa)
+{
+    const char *colon = strrchr(t, ':');
+    if (!colon || colon == t || colon - t > 63)
+        return -1;
+    char host[64];
+    memcpy(host, t, (size_t)(colon - t));
+    host[colon - t] = 0;
+    if (!strcmp(host, "localhost"))
+        strcpy(host, "127.0.0.1");
+    uint32_t port;
+    if (parse_u32(colon + 1, &port) != 0 || port == 0 || port > 65535)
+        return -1;
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
+}
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* A run for `scenario` from the options; smoke overrides sizes afterwards. */
+static void make_run(struct run *r, const struct opts *o, const char *scenario, const char *pool_path)
+{
+    memset(r, 0, sizeof(*r));
+    copy(r->name, sizeof(r->name), scenario);
+    struct cl_cfg *c = &r->cfg;
+    bool tls = !strncmp(scenario, "tls-", 4);
+    bool hold = strstr(scenario, "hold") != NULL;
+    c->mode = tls ? CL_MODE_TLS : CL_MODE_WS;
+    c->pattern = hold ? CL_HOLD : CL_CYCLE;
+    parse_target(o->target, &c->target);
+    copy(c->host, sizeof(c->host), o->host ? o->host : o->target);
+    copy(c->path, sizeof(c->path), o->path);
+    copy(c->sni, sizeof(c->sni), o->sni);
+    copy(c->server_ca, sizeof(c->server_ca), o->server_ca);
+    copy(c->groups, sizeof(c->groups), o->groups);
+    copy(c->pool_path, sizeof(c->pool_path), pool_path);
+    c->sessions = hold ? o->sessions : 0;
+    c->concurrency = hold ? 0 : o->concurrency;
+    c->rate = hold ? (o->rate_set ? o->rate : 2000) : (o->rate_set ? o->rate : 0);
+    c->max_pending = o->max_pending;
+    c->vsn = o->vsn;
+    c->deflate = o->deflate;
+    c->hb_interval_ms = o->hb_ms;
+    c->timeout_ms = o->timeout_ms;
+    c->tls_max = o->tls_max;
+    c->resume = o->resume;
+    c->strict = o->strict;
+    c->extensions = !o->no_ext;
+    c->report_iface = !o->no_iface;
+    c->linger0 = o->linger0;
+    if (o->workers)
+        c->workers = (int)o->workers;
+    else if (hold)
+        c->workers = (int)((o->sessions + FD_PER_WORKER - 1) / FD_PER_WORKER);
+    else
+        c->workers = 1;
+    if (c->workers < 1)
+        c->workers = 1;
+    if (c->workers > 256)
+        c->workers = 256;
+    uint32_t dflt = hold ? o->sessions : (c->concurrency ? 4 * c->concurrency : 1000);
+    c->devices = o->devices ? o->devices : dflt;
+    if (hold && c->devices < c->sessions)
+        c->devices = c->sessions;
+    if (c->devices < (uint32_t)c->workers)
+        c->devices = (uint32_t)c->workers;
+    r->hold_s = o->hold_ms / 1000.0;
+    r->duration_s = o->duration_ms / 1000.0;
+    r->warmup_s = o->warmup_ms / 1000.0;
+    r->settle_s = o->settle_ms / 1000.0;
+    copy(r->label, sizeof(r->label), o->label);
+}
+
+/* Check a run's outcome against what every scenario requires. */
+static void judge(struct run *r, bool smoke)
+{
+    const struct cl_cfg *c = &r->cfg;
+    const struct bench_counts *f = &r->final;
+    char m[160];
+    uint64_t errs = errors_total(f);
+    if (errs) {
+        snprintf(m, sizeof(m), "%llu errors", (unsigned long long)errs);
+        report_fail(r, m);
+    }
+    if (c->pattern == CL_HOLD) {
+        if (r->at_ramp.c[C_READY] != c->sessions) {
+            snprintf(m, sizeof(m), "%llu of %u sessions ready", (unsigned long long)r->at_ramp.c[C_READY],
+                     c->sessions);
+            report_fail(r, m);
+        }
+        if (c->mode == CL_MODE_WS && c->extensions && f->c[C_EXT_JOINED] != f->c[C_JOINED])
+            report_fail(r, "not every session joined extensions");
+        if (smoke && c->mode == CL_MODE_WS && f->c[C_HB_SESSIONS] != c->sessions) {
+            snprintf(m, sizeof(m), "%llu of %u sessions had a heartbeat answered",
+                     (unsigned long long)f->c[C_HB_SESSIONS], c->sessions);
+            report_fail(r, m);
+        }
+        if (smoke && c->mode == CL_MODE_WS && c->deflate && f->c[C_PMD] == 0)
+            report_fail(r, "permessage-deflate was never negotiated");
+    } else {
+        if (f->c[C_CYCLES] == 0)
+            report_fail(r, "no handshake completed");
+        if (c->resume && f->c[C_TLS_RESUMED] == 0)
+            report_fail(r, "no session was resumed");
+        if (c->tls_max == TLS1_3_VERSION && smoke && f->c[C_TLS13] == 0)
+            report_fail(r, "TLS 1.3 was never negotiated");
+    }
+}
+
+static int run_smoke(const struct opts *o, const char *pool_path, struct run *runs, int *n_runs, pid_t gw)
+{
+    /* every scenario briefly, strict, each with its own devices and source addresses */
+    uint32_t S = o->sessions_set ? o->sessions : 200;
+    uint32_t base = 0;
+    int n = 0;
+    struct run *r;
+
+    r = &runs[n++];
+    make_run(r, o, "hold", pool_path);
+    r->cfg.sessions = S;
+    r->cfg.devices = S;
+    r->cfg.vsn = 0;     /* alternate JSON and msgpack */
+    r->cfg.deflate = -1; /* and with / without permessage-deflate */
+    r->cfg.hb_interval_ms = o->hb_ms < 30000 ? o->hb_ms : 1000;
+    r->cfg.rate = o->rate_set ? o->rate : 1000;
+    r->cfg.workers = S > 100 ? 2 : 1;
+    r->hold_s = 2.5 * r->cfg.hb_interval_ms / 1000.0;
+    r->settle_s = 0.5;
+    r->cfg.device_base = base;
+    base += r->cfg.devices;
+
+    r = &runs[n++];
+    make_run(r, o, "tls-hold", pool_path);
+    r->cfg.sessions = S < 50 ? S : 50;
+    r->cfg.devices = r->cfg.sessions;
+    r->cfg.rate = 1000;
+    r->cfg.workers = 1;
+    r->hold_s = 1;
+    r->settle_s = 0.2;
+    r->cfg.device_base = base;
+    base += r->cfg.devices;
+
+    static const struct {
+        const char *name;
+        bool resume;
+        int tls;
+        int vsn;
+    } cyc[] = {
+        { "handshake", false, TLS1_2_VERSION, 2 },
+        { "handshake", true, TLS1_2_VERSION, 3 },
+        { "tls-handshake", false, TLS1_2_VERSION, 2 },
+        { "tls-handshake", false, TLS1_3_VERSION, 2 }, /* nhgw issues no TLS 1.3 tickets (yet) */
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cyc); i++) {
+        r = &runs[n++];
+        make_run(r, o, cyc[i].name, pool_path);
+        r->cfg.concurrency = 4;
+        r->cfg.devices = 8;
+        r->cfg.rate = 0;
+        r->cfg.workers = 1;
+        r->cfg.resume = cyc[i].resume;
+        r->cfg.tls_max = cyc[i].tls;
+        r->cfg.vsn = cyc[i].vsn;
+        r->warmup_s = 0.3;
+        r->duration_s = 1.5;
+        r->cfg.device_base = base;
+        base += r->cfg.devices;
+    }
+    for (int i = 0; i < n; i++) {
+        runs[i].cfg.strict = true;
+        runs[i].cfg.src_base = (uint32_t)i * 4000000u;
+    }
+    *n_runs = n;
+    (void)gw;
+    return (int)base;
+}
+
+int main(int argc, char **argv)
+{
+    argv0 = argv[0];
+    struct opts o;
+    if (parse_args(argc, argv, &o) != 0)
+        return 2;
+    struct sockaddr_in sa;
+    if (parse_target(o.target, &sa) != 0) {
+        fprintf(stderr, "%s: --target must be IPv4:PORT, got %s\n", argv0, o.target);
+        return 2;
+    }
+    static const char *const known[] = { "hold", "handshake", "tls-hold", "tls-handshake", "smoke" };
+    bool ok_name = false;
+    for (size_t i = 0; i < ARRAY_SIZE(known); i++)
+        ok_name = ok_name || !strcmp(o.scenario, known[i]);
+    if (!ok_name) {
+        if (!strcmp(o.scenario, "storm") || !strcmp(o.scenario, "fanout"))
+            fprintf(stderr, "%s: scenario %s is planned but not implemented yet (bench/README.md)\n", argv0,
+                    o.scenario);
+        else
+            fprintf(stderr, "%s: unknown scenario %s\n", argv0, o.scenario);
+        return 2;
+    }
+    signal(SIGINT, on_sigint);
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct run runs[8];
+    int n_runs = 0;
+    char pool_path[512], err[512];
+    uint32_t need;
+    bool smoke = !strcmp(o.scenario, "smoke");
+    if (smoke) {
+        need = (uint32_t)run_smoke(&o, "", runs, &n_runs, o.gw_pid);
+    } else {
+        make_run(&runs[0], &o, o.scenario, "");
+        n_runs = 1;
+        need = runs[0].cfg.devices;
+    }
+    if (pool_ensure(o.pool_dir, o.ca_cert, o.ca_key, need, 2, pool_path, sizeof(pool_path), err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "%s: device pool: %s\n", argv0, err);
+        return 2;
+    }
+    for (int i = 0; i < n_runs; i++)
+        copy(runs[i].cfg.pool_path, sizeof(runs[i].cfg.pool_path), pool_path);
+
+    bool pass = true;
+    for (int i = 0; i < n_runs; i++) {
+        struct run *r = &runs[i];
+        if (!o.quiet)
+            fprintf(stderr, "nhbench: %s run %d/%d: %s\n", o.scenario, i + 1, n_runs, report_describe(r));
+        run_one(r, o.gw_pid, o.quiet);
+        judge(r, smoke);
+        report_print(stdout, r);
+        pass = pass && r->n_fail == 0;
+        fflush(stdout);
+        if (interrupted)
+            break;
+    }
+    if (smoke)
+        printf("smoke: %s (%d runs)\n", pass ? "PASS" : "FAIL", n_runs);
+    if (o.json && report_write_json(o.json, o.scenario, runs, n_runs, pass, smoke, argc, argv) != 0) {
+        fprintf(stderr, "%s: cannot write %s\n", argv0, o.json);
+        return 1;
+    }
+    return pass ? 0 : 1;
+}

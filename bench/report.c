@@ -1,0 +1,402 @@
+/* nhbench summaries and JSON (see report.h). */
+#include "report.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/ssl.h>
+
+static const char *const hist_names[H_COUNT] = { "connect", "tls", "upgrade", "join", "setup", "heartbeat",
+                                                 "heartbeat_hold", "cycle" };
+
+void report_fail(struct run *r, const char *why)
+{
+    for (int i = 0; i < r->n_fail && i < REPORT_MAX_FAIL; i++)
+        if (!strcmp(r->fail[i], why))
+            return;
+    if (r->n_fail < REPORT_MAX_FAIL)
+        snprintf(r->fail[r->n_fail], sizeof(r->fail[0]), "%s", why);
+    r->n_fail++;
+}
+
+static uint64_t delta(const struct bench_counts *a, const struct bench_counts *b, int k)
+{
+    return b->c[k] - a->c[k];
+}
+
+static double window_s(const struct run *r)
+{
+    double w = r->self_end.t - r->self_ramped.t;
+    return w > 0 ? w : r->duration_s;
+}
+
+void report_merge_hists(struct run *r, const struct cl_slot *slots, int n)
+{
+    for (int k = 0; k < H_COUNT; k++)
+        hist_init(&r->h[k]);
+    for (int i = 0; i < n; i++) {
+        const struct cl_slot *s = &slots[i];
+        hist_merge(&r->h[H_CONNECT], &s->h_connect);
+        hist_merge(&r->h[H_TLS], &s->h_tls);
+        hist_merge(&r->h[H_UPGRADE], &s->h_upgrade);
+        hist_merge(&r->h[H_JOIN], &s->h_join);
+        hist_merge(&r->h[H_SETUP], &s->h_setup);
+        hist_merge(&r->h[H_HB], &s->h_hb);
+        hist_merge(&r->h[H_HB_HOLD], &s->h_hb_hold);
+        hist_merge(&r->h[H_CYCLE], &s->h_cycle);
+        for (int k = 0; k < E_COUNT; k++)
+            if (!r->sample[k][0] && s->sample[k][0])
+                memcpy(r->sample[k], s->sample[k], CL_SAMPLE_LEN);
+    }
+    r->h_cycle_corrected = r->h[H_CYCLE];
+    r->co_interval_us = 0;
+    if (r->cfg.pattern == CL_CYCLE && r->cfg.concurrency > 0) {
+        /* wrk: each connection should have completed a request every runtime / (requests / connections) */
+        uint64_t done = r->final.c[C_CYCLES];
+        double per_conn = (double)done / r->cfg.concurrency;
+        if (per_conn >= 1) {
+            r->co_interval_us = (uint64_t)(r->total_s * 1e6 / per_conn);
+            hist_correct(&r->h_cycle_corrected, r->co_interval_us);
+        }
+    }
+}
+
+static const char *vsn_name(int v)
+{
+    return v == 2 ? "2.0.0" : v == 3 ? "3.0.0" : "mix";
+}
+
+static const char *deflate_name(int d)
+{
+    return d > 0 ? "on" : d == 0 ? "off" : "mix";
+}
+
+const char *report_describe(const struct run *r)
+{
+    static char b[320];
+    const struct cl_cfg *c = &r->cfg;
+    if (c->pattern == CL_HOLD)
+        snprintf(b, sizeof(b), "%u sessions at %.0f/s, %d workers, %s%s%s, TLS %s, heartbeat %u ms, hold %.1f s",
+                 c->sessions, c->rate, c->workers, c->mode == CL_MODE_TLS ? "TLS only" : "vsn ",
+                 c->mode == CL_MODE_TLS ? "" : vsn_name(c->vsn),
+                 c->mode == CL_MODE_TLS ? "" : (c->deflate > 0 ? " deflate" : c->deflate < 0 ? " deflate mix" : ""),
+                 c->tls_max == TLS1_3_VERSION ? "<=1.3" : "1.2", c->hb_interval_ms, r->hold_s);
+    else
+        snprintf(b, sizeof(b), "%s %u, %d workers, %u devices, %s%s, TLS %s%s, %.1f s (+%.1f s warm-up)",
+                 c->concurrency ? "concurrency" : "open loop, rate", c->concurrency ? c->concurrency : (uint32_t)c->rate,
+                 c->workers, c->devices, c->mode == CL_MODE_TLS ? "TLS only" : "upgrade vsn ",
+                 c->mode == CL_MODE_TLS ? "" : vsn_name(c->vsn), c->tls_max == TLS1_3_VERSION ? "<=1.3" : "1.2",
+                 c->resume ? ", resumption" : "", r->duration_s, r->warmup_s);
+    return b;
+}
+
+static void print_hist(FILE *f, const char *name, const struct hist *h)
+{
+    if (h->count == 0)
+        return;
+    fprintf(f, "    %-18s %9llu %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", name, (unsigned long long)h->count,
+            hist_mean(h) / 1000, hist_percentile(h, 50) / 1000.0, hist_percentile(h, 90) / 1000.0,
+            hist_percentile(h, 99) / 1000.0, hist_percentile(h, 99.9) / 1000.0, h->max / 1000.0);
+}
+
+static double kib(uint64_t kib_a, uint64_t kib_b)
+{
+    return (double)((int64_t)kib_b - (int64_t)kib_a);
+}
+
+void report_print(FILE *f, const struct run *r)
+{
+    const struct cl_cfg *c = &r->cfg;
+    const struct bench_counts *fin = &r->final;
+    double tick = ps_tick_seconds();
+    fprintf(f, "\nnhbench %s -> %s: %s\n", r->name, c->host, report_describe(r));
+    if (r->label[0])
+        fprintf(f, "  label: %s\n", r->label);
+    if (c->pattern == CL_HOLD) {
+        uint64_t ready = r->at_ramp.c[C_READY], tls = r->at_ramp.c[C_TLS];
+        fprintf(f, "  sessions   : %llu/%u ready in %.2f s (%.0f/s set-up, %.0f TLS handshakes/s); %llu active at the end\n",
+                (unsigned long long)ready, c->sessions, r->ramp_s, r->ramp_s > 0 ? ready / r->ramp_s : 0,
+                r->ramp_s > 0 ? tls / r->ramp_s : 0, (unsigned long long)r->at_end.c[C_ACTIVE]);
+        fprintf(f, "  handshakes : %llu full, %llu resumed, %llu TLS 1.3; deflate negotiated on %llu\n",
+                (unsigned long long)fin->c[C_TLS_FULL], (unsigned long long)fin->c[C_TLS_RESUMED],
+                (unsigned long long)fin->c[C_TLS13], (unsigned long long)fin->c[C_PMD]);
+        if (c->mode == CL_MODE_WS)
+            fprintf(f, "  channels   : device %llu, extensions %llu; heartbeats %llu sent, %llu ok; %llu sessions answered; %llu pushes\n",
+                    (unsigned long long)fin->c[C_JOINED], (unsigned long long)fin->c[C_EXT_JOINED],
+                    (unsigned long long)fin->c[C_HB_SENT], (unsigned long long)fin->c[C_HB_OK],
+                    (unsigned long long)fin->c[C_HB_SESSIONS], (unsigned long long)fin->c[C_PUSHES]);
+        uint64_t n = r->at_ramp.c[C_ACTIVE];
+        if (r->have_gw && n) {
+            double d = kib(r->gw_before.rss_kib, r->gw_ramped.rss_kib), a = kib(r->gw_before.anon_kib, r->gw_ramped.anon_kib);
+            double d2 = kib(r->gw_before.rss_kib, r->gw_end.rss_kib), a2 = kib(r->gw_before.anon_kib, r->gw_end.anon_kib);
+            fprintf(f, "  gateway    : %d processes; RSS %.1f -> %.1f MiB: +%.1f MiB = %.2f KiB/session (anon %.2f KiB/session)\n",
+                    r->gw_ramped.procs, r->gw_before.rss_kib / 1024.0, r->gw_ramped.rss_kib / 1024.0, d / 1024, d / n, a / n);
+            fprintf(f, "               end of hold: +%.1f MiB = %.2f KiB/session (anon %.2f KiB/session)\n", d2 / 1024,
+                    d2 / n, a2 / n);
+            double ramp_cpu = (double)(r->gw_ramped.cpu_ticks - r->gw_before.cpu_ticks) * tick;
+            double hold_cpu = (double)(r->gw_end.cpu_ticks - r->gw_ramped.cpu_ticks) * tick;
+            fprintf(f, "               CPU %.2f s over the ramp (%.0f handshakes per CPU second), %.3f cores while holding\n",
+                    ramp_cpu, ramp_cpu > 0 ? tls / ramp_cpu : 0, r->hold_s > 0 ? hold_cpu / r->hold_s : 0);
+        }
+        if (n) {
+            double km = ((double)r->sock_ramped.tcp_mem_pages - (double)r->sock_before.tcp_mem_pages) * 4.0;
+            double slab = kib(r->sock_before.slab_kib, r->sock_ramped.slab_kib);
+            fprintf(f, "  kernel     : TCP buffers %+.1f MiB = %.2f KiB/session; slab %+.1f MiB = %.2f KiB/session"
+                       " (both ends on loopback, system-wide); sockets %llu -> %llu\n",
+                    km / 1024, km / n, slab / 1024, slab / n, (unsigned long long)r->sock_before.tcp_inuse,
+                    (unsigned long long)r->sock_ramped.tcp_inuse);
+            double s = kib(r->self_before.rss_kib, r->self_ramped.rss_kib);
+            fprintf(f, "  nhbench    : %d processes, RSS +%.1f MiB = %.2f KiB/session\n", r->self_ramped.procs, s / 1024,
+                    s / n);
+        }
+    } else {
+        double w = window_s(r);
+        uint64_t cy = delta(&r->win_start, &r->win_end, C_CYCLES), full = delta(&r->win_start, &r->win_end, C_TLS_FULL),
+                 res = delta(&r->win_start, &r->win_end, C_TLS_RESUMED);
+        fprintf(f, "  window     : %.2f s: %llu %s (%.0f/s): %llu full, %llu resumed\n", w, (unsigned long long)cy,
+                c->mode == CL_MODE_TLS ? "TLS handshakes" : "handshakes + upgrades", w > 0 ? cy / w : 0,
+                (unsigned long long)full, (unsigned long long)res);
+        if (r->have_gw) {
+            double cpu = (double)(r->gw_end.cpu_ticks - r->gw_ramped.cpu_ticks) * tick;
+            fprintf(f, "  gateway    : %.2f CPU s = %.2f cores busy -> %.0f per gateway core-second (%d processes)\n", cpu,
+                    w > 0 ? cpu / w : 0, cpu > 0 ? cy / cpu : 0, r->gw_end.procs);
+        }
+        double scpu = (double)(r->self_end.cpu_ticks - r->self_ramped.cpu_ticks) * tick;
+        fprintf(f, "  nhbench    : %.2f CPU s = %.2f cores; total over the run %llu cycles, %llu TLS 1.3\n", scpu,
+                w > 0 ? scpu / w : 0, (unsigned long long)fin->c[C_CYCLES], (unsigned long long)fin->c[C_TLS13]);
+    }
+    fprintf(f, "  latency (ms)           count      mean       p50       p90       p99     p99.9       max\n");
+    for (int k = 0; k < H_COUNT; k++)
+        print_hist(f, hist_names[k], &r->h[k]);
+    if (r->co_interval_us)
+        print_hist(f, "cycle (CO-corr.)", &r->h_cycle_corrected);
+    bool any = false;
+    for (int k = 0; k < E_COUNT; k++) {
+        if (!fin->e[k])
+            continue;
+        if (!any)
+            fprintf(f, "  errors     :\n");
+        any = true;
+        fprintf(f, "    %-18s %9llu  e.g. %.*s\n", cl_error_names[k], (unsigned long long)fin->e[k], CL_SAMPLE_LEN,
+                r->sample[k]);
+    }
+    if (!any)
+        fprintf(f, "  errors     : none\n");
+    for (int k = 0; k < 17; k++)
+        if (fin->close_codes[k])
+            fprintf(f, "  close code %s%d: %llu\n", k == 16 ? "other than 1000-1015 " : "", k == 16 ? 0 : 1000 + k,
+                    (unsigned long long)fin->close_codes[k]);
+    for (int i = 0; i < r->n_fail && i < REPORT_MAX_FAIL; i++)
+        fprintf(f, "  FAIL: %s\n", r->fail[i]);
+    fprintf(f, "  result     : %s\n", r->n_fail ? "FAIL" : "ok");
+}
+
+/* ---- JSON ---- */
+
+static json_t *hist_json(const struct hist *h)
+{
+    return json_pack("{s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "count", (json_int_t)h->count, "min",
+                     (json_int_t)(h->count ? h->min : 0), "mean", hist_mean(h), "p50",
+                     (json_int_t)hist_percentile(h, 50), "p90", (json_int_t)hist_percentile(h, 90), "p99",
+                     (json_int_t)hist_percentile(h, 99), "p999", (json_int_t)hist_percentile(h, 99.9), "p9999",
+                     (json_int_t)hist_percentile(h, 99.99), "max", (json_int_t)h->max);
+}
+
+static json_t *counts_json(const struct bench_counts *c)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < C_COUNT; k++)
+        json_object_set_new(o, cl_counter_names[k], json_integer((json_int_t)c->c[k]));
+    return o;
+}
+
+static json_t *sample_json(const struct ps_sample *s)
+{
+    return json_pack("{s:i,s:I,s:I,s:I}", "procs", s->procs, "rss_kib", (json_int_t)s->rss_kib, "anon_kib",
+                     (json_int_t)s->anon_kib, "cpu_ticks", (json_int_t)s->cpu_ticks);
+}
+
+static json_t *sock_json(const struct ps_sockstat *s)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "tcp_inuse", (json_int_t)s->tcp_inuse, "tcp_orphan",
+                     (json_int_t)s->tcp_orphan, "tcp_tw", (json_int_t)s->tcp_tw, "tcp_alloc",
+                     (json_int_t)s->tcp_alloc, "tcp_mem_bytes", (json_int_t)(s->tcp_mem_pages * 4096),
+                     "slab_bytes", (json_int_t)(s->slab_kib * 1024));
+}
+
+static json_t *run_json(const struct run *r)
+{
+    const struct cl_cfg *c = &r->cfg;
+    const struct bench_counts *fin = &r->final;
+    double tick = ps_tick_seconds();
+    json_t *o = json_object();
+    json_object_set_new(o, "scenario", json_string(r->name));
+    if (r->label[0])
+        json_object_set_new(o, "label", json_string(r->label));
+    json_object_set_new(o, "pass", json_boolean(r->n_fail == 0));
+    json_t *fails = json_array();
+    for (int i = 0; i < r->n_fail && i < REPORT_MAX_FAIL; i++)
+        json_array_append_new(fails, json_string(r->fail[i]));
+    json_object_set_new(o, "failures", fails);
+
+    json_object_set_new(
+        o, "config",
+        json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:i,s:i,s:s,s:s,s:i,s:i,s:s,s:b,s:b,s:b,s:b,s:s,s:b}", "mode",
+                  c->mode == CL_MODE_TLS ? "tls" : "websocket", "pattern", c->pattern == CL_HOLD ? "hold" : "cycle",
+                  "target", c->host, "workers", c->workers, "sessions", (int)c->sessions, "devices", (int)c->devices,
+                  "device_base", (int)c->device_base, "rate", c->rate, "concurrency", (int)c->concurrency,
+                  "max_pending", (int)c->max_pending, "vsn", vsn_name(c->vsn), "deflate", deflate_name(c->deflate),
+                  "heartbeat_ms", (int)c->hb_interval_ms, "timeout_ms", (int)c->timeout_ms, "tls_max",
+                  c->tls_max == TLS1_3_VERSION ? "1.3" : "1.2", "resume", c->resume, "strict", c->strict,
+                  "extensions", c->extensions, "report_iface", c->report_iface, "groups", c->groups,
+                  "server_verify", c->server_ca[0] != 0));
+
+    json_object_set_new(o, "counts", counts_json(fin));
+    json_t *errs = json_object(), *samples = json_object();
+    uint64_t total = 0;
+    for (int k = 0; k < E_COUNT; k++) {
+        total += fin->e[k];
+        if (fin->e[k])
+            json_object_set_new(errs, cl_error_names[k], json_integer((json_int_t)fin->e[k]));
+        if (fin->e[k] && r->sample[k][0])
+            json_object_set_new(samples, cl_error_names[k], json_stringn(r->sample[k], strnlen(r->sample[k], CL_SAMPLE_LEN)));
+    }
+    json_object_set_new(o, "errors", errs);
+    json_object_set_new(o, "errors_total", json_integer((json_int_t)total));
+    json_t *codes = json_object();
+    for (int k = 0; k < 17; k++) {
+        if (!fin->close_codes[k])
+            continue;
+        char key[16];
+        snprintf(key, sizeof(key), "%s", k == 16 ? "other" : "");
+        if (k < 16)
+            snprintf(key, sizeof(key), "%d", 1000 + k);
+        json_object_set_new(codes, key, json_integer((json_int_t)fin->close_codes[k]));
+    }
+    json_object_set_new(o, "close_codes", codes);
+    json_object_set_new(o, "error_samples", samples);
+
+    json_t *lat = json_object();
+    for (int k = 0; k < H_COUNT; k++)
+        if (r->h[k].count)
+            json_object_set_new(lat, hist_names[k], hist_json(&r->h[k]));
+    if (r->co_interval_us) {
+        json_object_set_new(lat, "cycle_co_corrected", hist_json(&r->h_cycle_corrected));
+        json_object_set_new(lat, "co_interval_us", json_integer((json_int_t)r->co_interval_us));
+    }
+    json_object_set_new(o, "latency_us", lat);
+    json_object_set_new(o, "timing_s",
+                        json_pack("{s:f,s:f,s:f,s:f,s:f}", "ramp", r->ramp_s, "hold", r->hold_s, "warmup", r->warmup_s,
+                                  "window", c->pattern == CL_CYCLE ? window_s(r) : 0.0, "total", r->total_s));
+
+    json_t *gw = json_object();
+    json_object_set_new(gw, "sampled", json_boolean(r->have_gw));
+    if (r->have_gw) {
+        json_object_set_new(gw, "pid", json_integer(r->gw_pid));
+        json_object_set_new(gw, "before", sample_json(&r->gw_before));
+        json_object_set_new(gw, c->pattern == CL_HOLD ? "ramped" : "window_start", sample_json(&r->gw_ramped));
+        json_object_set_new(gw, "end", sample_json(&r->gw_end));
+    }
+    json_t *self = json_pack("{s:o,s:o,s:o}", "before", sample_json(&r->self_before),
+                             c->pattern == CL_HOLD ? "ramped" : "window_start", sample_json(&r->self_ramped), "end",
+                             sample_json(&r->self_end));
+    json_t *kern = json_pack("{s:o,s:o,s:o}", "before", sock_json(&r->sock_before), "ramped",
+                             sock_json(&r->sock_ramped), "end", sock_json(&r->sock_end));
+    json_t *d = json_object();
+    if (c->pattern == CL_HOLD) {
+        uint64_t n = r->at_ramp.c[C_ACTIVE], ready = r->at_ramp.c[C_READY];
+        json_object_set_new(d, "sessions_ready", json_integer((json_int_t)ready));
+        json_object_set_new(d, "sessions_active_at_sample", json_integer((json_int_t)n));
+        json_object_set_new(d, "setup_per_s", json_real(r->ramp_s > 0 ? ready / r->ramp_s : 0));
+        json_object_set_new(d, "tls_handshakes_per_s", json_real(r->ramp_s > 0 ? r->at_ramp.c[C_TLS] / r->ramp_s : 0));
+        if (n && r->have_gw) {
+            json_object_set_new(d, "gateway_rss_bytes_per_session",
+                                json_real(kib(r->gw_before.rss_kib, r->gw_ramped.rss_kib) * 1024 / n));
+            json_object_set_new(d, "gateway_anon_bytes_per_session",
+                                json_real(kib(r->gw_before.anon_kib, r->gw_ramped.anon_kib) * 1024 / n));
+            json_object_set_new(d, "gateway_rss_bytes_per_session_end",
+                                json_real(kib(r->gw_before.rss_kib, r->gw_end.rss_kib) * 1024 / n));
+            json_object_set_new(d, "gateway_anon_bytes_per_session_end",
+                                json_real(kib(r->gw_before.anon_kib, r->gw_end.anon_kib) * 1024 / n));
+            double ramp_cpu = (double)(r->gw_ramped.cpu_ticks - r->gw_before.cpu_ticks) * tick;
+            double hold_cpu = (double)(r->gw_end.cpu_ticks - r->gw_ramped.cpu_ticks) * tick;
+            json_object_set_new(d, "gateway_cpu_s_ramp", json_real(ramp_cpu));
+            json_object_set_new(d, "gateway_handshakes_per_cpu_s_ramp",
+                                json_real(ramp_cpu > 0 ? r->at_ramp.c[C_TLS] / ramp_cpu : 0));
+            json_object_set_new(d, "gateway_cores_hold", json_real(r->hold_s > 0 ? hold_cpu / r->hold_s : 0));
+        }
+        if (n) {
+            json_object_set_new(d, "kernel_tcp_bytes_per_session_both_ends",
+                                json_real(((double)r->sock_ramped.tcp_mem_pages - (double)r->sock_before.tcp_mem_pages) *
+                                          4096 / n));
+            json_object_set_new(d, "kernel_slab_bytes_per_session_both_ends",
+                                json_real(kib(r->sock_before.slab_kib, r->sock_ramped.slab_kib) * 1024 / n));
+            json_object_set_new(d, "nhbench_rss_bytes_per_session",
+                                json_real(kib(r->self_before.rss_kib, r->self_ramped.rss_kib) * 1024 / n));
+        }
+    } else {
+        double w = window_s(r);
+        uint64_t cy = delta(&r->win_start, &r->win_end, C_CYCLES);
+        json_object_set_new(d, "window_cycles", json_integer((json_int_t)cy));
+        json_object_set_new(d, "window_full", json_integer((json_int_t)delta(&r->win_start, &r->win_end, C_TLS_FULL)));
+        json_object_set_new(d, "window_resumed",
+                            json_integer((json_int_t)delta(&r->win_start, &r->win_end, C_TLS_RESUMED)));
+        json_object_set_new(d, "cycles_per_s", json_real(w > 0 ? cy / w : 0));
+        if (r->have_gw) {
+            double cpu = (double)(r->gw_end.cpu_ticks - r->gw_ramped.cpu_ticks) * tick;
+            json_object_set_new(d, "gateway_cpu_s", json_real(cpu));
+            json_object_set_new(d, "gateway_cores", json_real(w > 0 ? cpu / w : 0));
+            json_object_set_new(d, "handshakes_per_gateway_core_s", json_real(cpu > 0 ? cy / cpu : 0));
+        }
+        double scpu = (double)(r->self_end.cpu_ticks - r->self_ramped.cpu_ticks) * tick;
+        json_object_set_new(d, "nhbench_cpu_s", json_real(scpu));
+        json_object_set_new(d, "nhbench_cores", json_real(w > 0 ? scpu / w : 0));
+    }
+    json_object_set_new(o, "derived", d);
+    json_object_set_new(o, "gateway", gw);
+    json_object_set_new(o, "nhbench", self);
+    json_object_set_new(o, "kernel_sockstat", kern);
+    json_object_set_new(o, "counts_at_ramp", counts_json(&r->at_ramp));
+    if (c->pattern == CL_HOLD)
+        json_object_set_new(o, "counts_at_end_of_hold", counts_json(&r->at_end));
+    return o;
+}
+
+int report_write_json(const char *path, const char *scenario, const struct run *runs, int n, bool pass,
+                      bool smoke, int argc, char **argv)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "tool", json_string("nhbench"));
+    json_object_set_new(root, "scenario", json_string(scenario));
+    json_object_set_new(root, "pass", json_boolean(pass));
+    char when[32];
+    time_t t = time(NULL);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    json_object_set_new(root, "finished_at", json_string(when));
+    json_t *args = json_array();
+    for (int i = 0; i < argc; i++)
+        json_array_append_new(args, json_string(argv[i]));
+    json_object_set_new(root, "argv", args);
+    json_t *arr = json_array();
+    uint64_t errors = 0;
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(arr, run_json(&runs[i]));
+        for (int k = 0; k < E_COUNT; k++)
+            errors += runs[i].final.e[k];
+    }
+    json_object_set_new(root, "runs", arr);
+    json_object_set_new(root, "errors", json_integer((json_int_t)errors));
+    if (smoke && n > 0) {
+        /* the session figures come from the WebSocket hold run */
+        const struct run *h = &runs[0];
+        json_object_set_new(root, "sessions_target", json_integer(h->cfg.sessions));
+        json_object_set_new(root, "sessions_joined", json_integer((json_int_t)h->at_ramp.c[C_READY]));
+        json_object_set_new(root, "heartbeats_answered", json_integer((json_int_t)h->final.c[C_HB_OK]));
+        json_object_set_new(root, "heartbeat_sessions", json_integer((json_int_t)h->final.c[C_HB_SESSIONS]));
+    }
+    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    return rc == 0 ? 0 : -1;
+}

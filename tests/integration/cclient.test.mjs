@@ -1,0 +1,123 @@
+// The project's own C device client against the real gateway: `nhbench smoke` (bench/) opens a
+// few hundred mTLS sessions with a unique certificate each, JSON and msgpack, with and without
+// permessage-deflate, joins `device` and `extensions` with link's payloads, heartbeats, checks
+// every reply byte for byte, then runs the handshake scenarios (full, resumed, TLS only, TLS 1.3).
+// Here we only assert its exit status and its JSON result; the checks themselves live in C.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { REPO, certPath } from './lib/certs.mjs';
+import { startGateway } from './lib/gateway.mjs';
+
+const NHBENCH_BIN = process.env.NHBENCH_BIN || join(REPO, 'build', 'nhbench');
+const SESSIONS = 200;
+const RUN_TIMEOUT_MS = 120000;
+
+/** Run nhbench; resolves {code, signal, stdout, stderr}. Killed after RUN_TIMEOUT_MS. */
+function runNhbench(args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(NHBENCH_BIN, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), RUN_TIMEOUT_MS);
+    p.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    p.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+async function smoke(gw, extra = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'nhbench-it-'));
+  const json = join(dir, 'smoke.json');
+  const args = [
+    'smoke',
+    '--target', `${gw.host}:${gw.port}`,
+    '--gateway-pid', String(gw.proc.pid),
+    '--sessions', String(SESSIONS),
+    '--ca-cert', certPath('device-ca.pem'),
+    '--ca-key', certPath('device-ca.key'),
+    '--server-ca', certPath('server-ca.pem'),
+    '--pool-dir', join(REPO, 'build', 'bench-pool'),
+    '--json', json,
+    '--quiet',
+    ...extra,
+  ];
+  const r = await runNhbench(args);
+  const explain = `nhbench ${args.join(' ')}\nexit ${r.code} ${r.signal ?? ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+  return { r, json, explain };
+}
+
+function checkResult({ r, json, explain }, { inflated = false } = {}) {
+  assert.equal(r.code, 0, explain);
+  assert.ok(existsSync(json), `no JSON result\n${explain}`);
+  const res = JSON.parse(readFileSync(json, 'utf8'));
+  assert.equal(res.scenario, 'smoke');
+  assert.equal(res.pass, true, explain);
+  assert.equal(res.errors, 0, explain);
+  assert.equal(res.sessions_target, SESSIONS);
+  assert.equal(res.sessions_joined, SESSIONS, explain);
+  assert.equal(res.heartbeat_sessions, SESSIONS, explain);
+  assert.ok(res.heartbeats_answered > 0, explain);
+  const names = res.runs.map((x) => x.scenario);
+  for (const s of ['hold', 'tls-hold', 'handshake', 'tls-handshake']) assert.ok(names.includes(s), `${s} ran`);
+  for (const run of res.runs) {
+    assert.equal(run.pass, true, `${run.scenario}: ${run.failures.join('; ')}`);
+    assert.equal(run.errors_total, 0, `${run.scenario}: ${JSON.stringify(run.errors)}`);
+  }
+  const hold = res.runs[0];
+  assert.equal(hold.counts.device_joined, SESSIONS);
+  assert.equal(hold.counts.extensions_joined, SESSIONS);
+  assert.equal(hold.counts.pmd, SESSIONS / 2, 'deflate offered by every other session and always accepted');
+  if (inflated) assert.ok(hold.counts.inflated > 0, 'compressed server messages were received and inflated');
+  const resumed = res.runs.find((x) => x.scenario === 'handshake' && x.config.resume);
+  assert.ok(resumed.counts.tls_resumed > 0, 'TLS 1.2 ticket resumption works');
+  return res;
+}
+
+describe('C client (nhbench smoke)', () => {
+  let gw = null;
+  after(async () => {
+    await gw?.stop({ strict: false });
+  });
+
+  const run = (name, gwOpts, check) =>
+    test(name, { timeout: RUN_TIMEOUT_MS + 30000 }, async () => {
+      assert.ok(existsSync(NHBENCH_BIN), `${NHBENCH_BIN} is missing: build it (make) or set NHBENCH_BIN`);
+      gw = await startGateway({ logLevel: 'info', ...gwOpts });
+      try {
+        check(await smoke(gw));
+        const errors = gw.events().filter((e) => e.level === 'error');
+        assert.deepEqual(errors.map((e) => e.line), [], 'no error lines in the gateway log');
+      } catch (e) {
+        gw.dumpLog(`test failed: ${name}`);
+        throw e;
+      }
+      await gw.stop();
+      gw = null;
+    });
+
+  run('every scenario passes against one worker', { workers: 1 }, (s) => checkResult(s));
+  // --deflate-min 0: every server message is compressed, so the client's inflate path and the
+  // byte-exact comparison of inflated replies are exercised too.
+  run('every scenario passes against two workers, all output compressed', { workers: 2, args: ['--deflate-min', '0'] },
+    (s) => checkResult(s, { inflated: true }));
+  // The client must notice when the gateway misbehaves: a gateway that declines permessage-deflate
+  // is valid for link but not what nhgw promises, and strict smoke reports it and exits 1.
+  run('a declined permessage-deflate fails the smoke run', { workers: 1, args: ['--deflate', 'false'] }, ({ r, json, explain }) => {
+    assert.equal(r.code, 1, explain);
+    const res = JSON.parse(readFileSync(json, 'utf8'));
+    assert.equal(res.pass, false);
+    assert.equal(res.runs[0].errors.pmd, SESSIONS / 2, explain);
+    assert.equal(res.runs[0].counts.ready, SESSIONS / 2, 'sessions that did not offer deflate still work');
+  });
+});
