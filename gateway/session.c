@@ -112,29 +112,35 @@ static void send_reply(struct conn *c, const struct span *join_ref, const struct
     send_encoded(c);
 }
 
-/* {"reason": reason} as msgpack into out (cap >= strlen(reason) + 10). */
-static struct span mp_reason(uint8_t *out, const char *reason)
+static size_t mp_put_short_str(uint8_t *out, const char *str)
 {
-    size_t n = strlen(reason), o = 0;
-    out[o++] = 0x81;
-    out[o++] = 0xa6;
-    memcpy(out + o, "reason", 6);
-    o += 6;
+    size_t n = strlen(str), o = 0;
     if (n < 32) {
         out[o++] = (uint8_t)(0xa0 | n);
     } else {
         out[o++] = 0xd9;
         out[o++] = (uint8_t)n;
     }
-    memcpy(out + o, reason, n);
-    return (struct span){ (const char *)out, o + n };
+    memcpy(out + o, str, n);
+    return o + n;
+}
+
+/* {key: value} as msgpack into out, for the gateway's own short constant replies
+ * (cap >= strlen(key) + strlen(value) + 6, both < 256 bytes). */
+static struct span mp_map1(uint8_t *out, const char *key, const char *value)
+{
+    size_t o = 0;
+    out[o++] = 0x81;
+    o += mp_put_short_str(out + o, key);
+    o += mp_put_short_str(out + o, value);
+    return (struct span){ (const char *)out, o };
 }
 
 static void reply_error_reason(struct conn *c, const struct phx_msg *m, const char *reason)
 {
     uint8_t tmp[96];
     send_reply(c, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL, m->topic, "error",
-               mp_reason(tmp, reason));
+               mp_map1(tmp, "reason", reason));
 }
 
 static void reply_ok_empty(struct conn *c, const struct phx_msg *m)
@@ -266,17 +272,8 @@ static void on_join_done(void *arg, const struct link_reply *r)
             }
         } else {
             uint8_t tmp[96];
-            struct span resp = r->response.p ? r->response : mp_reason(tmp, "could not connect");
-            if (!r->response.p) {
-                /* NervesHub's device join failure: {"error": "could not connect"} (§3.3.2) */
-                tmp[2] = 0xa5;
-                memcpy(tmp, "\x81\xa5" "error", 7);
-                resp = (struct span){ (const char *)tmp, 0 };
-                size_t o = 7;
-                tmp[o++] = 0xa0 | 17;
-                memcpy(tmp + o, "could not connect", 17);
-                resp.len = o + 17;
-            }
+            /* without a platform answer, NervesHub's device join failure (§3.3.2) */
+            struct span resp = r->response.p ? r->response : mp_map1(tmp, "error", "could not connect");
             send_reply(c, &jr, call->has_ref ? &ref : NULL, topic_names[call->topic], "error", resp);
         }
     }
