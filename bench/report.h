@@ -23,6 +23,7 @@ struct bench_counts {
 enum { H_CONNECT, H_TLS, H_UPGRADE, H_JOIN, H_SETUP, H_HB, H_HB_HOLD, H_CYCLE, H_COUNT };
 
 #define REPORT_MAX_FAIL 8
+#define REPORT_MAX_RUNS 12 /* runs in one invocation (smoke has 7) */
 
 struct run {
     char name[32];                  /* scenario */
