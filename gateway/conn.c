@@ -42,7 +42,8 @@ static void update_events(struct conn *c)
     if (c->state == CONN_DEAD)
         return;
     short want = 0;
-    bool paused = (c->flags & CONN_F_READ_PAUSED) || c->state == CONN_AUTH;
+    /* back-pressure: while a link call is in flight the socket is not read (architecture §5) */
+    bool paused = c->calls > 0 || c->state == CONN_AUTH;
     if (!paused)
         want |= EV_READ;
     if (c->flags & (CONN_F_WANT_WRITE | CONN_F_READ_WANTS_WRITE))
@@ -61,7 +62,7 @@ static void move_to(struct conn *c, struct conn_list *l)
     if (c->list)
         conn_list_remove(c->list, c);
     if (l) {
-        c->deadline_ms = worker_now_ms(c->w) + l->timeout_ms;
+        c->deadline_ms = worker_now_ms() + l->timeout_ms;
         conn_list_push(l, c);
     }
 }
@@ -566,16 +567,16 @@ static int handle_control(struct conn *c, const struct ws_frame *f)
 
 /* Consume whole frames from p[0..n); returns the bytes consumed. Stops early when the connection
  * closes or a link call is in flight (back-pressure). */
-static size_t process_frames(struct conn *c, uint8_t *p, size_t n, size_t *need)
+static size_t process_frames(struct conn *c, uint8_t *p, size_t n)
 {
     struct worker *w = c->w;
     const struct cfg *cfg = w->cfg;
     struct ws_limits lim = { cfg->max_frame, cfg->max_message, cfg->max_inflated };
     size_t off = 0;
-    *need = 0;
     while (off < n && (c->state == CONN_OPEN || c->state == CONN_CLOSING) && c->calls == 0) {
         struct ws_frame f;
-        ssize_t r = ws_frame_parse(p + off, n - off, c->flags & CONN_F_DEFLATE, &lim, &f, need);
+        size_t need;
+        ssize_t r = ws_frame_parse(p + off, n - off, c->flags & CONN_F_DEFLATE, &lim, &f, &need);
         if (r == 0)
             break;
         if (r < 0) {
@@ -641,9 +642,8 @@ static void process_input(struct conn *c)
 {
     if (c->in.len == 0)
         return;
-    size_t need;
     c->flags |= CONN_F_PROCESSING;
-    size_t used = process_frames(c, c->in.p, c->in.len, &need);
+    size_t used = process_frames(c, c->in.p, c->in.len);
     c->flags &= ~CONN_F_PROCESSING;
     if (c->state == CONN_DEAD)
         return;
@@ -657,7 +657,7 @@ static void read_frames(struct conn *c)
     struct worker *w = c->w;
     size_t in_limit = w->cfg->max_frame + WS_MAX_HEADER + WORKER_RBUF_SIZE;
     for (int i = 0; i < MAX_READS_PER_EVENT; i++) {
-        if (c->state == CONN_DEAD || c->calls > 0 || (c->flags & CONN_F_READ_PAUSED))
+        if (c->state == CONN_DEAD || c->calls > 0)
             return;
         uint8_t *dst;
         size_t cap;
@@ -688,26 +688,20 @@ static void read_frames(struct conn *c)
         }
         w->stats.bytes_in += (uint64_t)r;
         refresh_idle(c);
-        size_t need;
-        c->flags |= CONN_F_PROCESSING;
-        if (dst == w->rbuf) {
-            size_t used = process_frames(c, dst, (size_t)r, &need);
-            c->flags &= ~CONN_F_PROCESSING;
-            if (c->state == CONN_DEAD)
-                return;
-            if (used < (size_t)r && buf_try_append(&c->in, dst + used, (size_t)r - used, in_limit) != 0) {
-                conn_close(c, 1009, "frame too large");
-                return;
-            }
-        } else {
+        if (dst != w->rbuf) {
             c->in.len += (size_t)r;
-            size_t used = process_frames(c, c->in.p, c->in.len, &need);
-            c->flags &= ~CONN_F_PROCESSING;
-            if (c->state == CONN_DEAD)
-                return;
-            buf_consume(&c->in, used);
-            if (c->in.len == 0)
-                buf_free(&c->in);
+            process_input(c);
+            continue;
+        }
+        c->flags |= CONN_F_PROCESSING;
+        size_t used = process_frames(c, dst, (size_t)r);
+        c->flags &= ~CONN_F_PROCESSING;
+        if (c->state == CONN_DEAD)
+            return;
+        /* only a partial frame (or what a pause left) outlives the shared read buffer */
+        if (used < (size_t)r && buf_try_append(&c->in, dst + used, (size_t)r - used, in_limit) != 0) {
+            conn_close(c, 1009, "frame too large");
+            return;
         }
     }
     /* more may be buffered inside SSL or the socket; come back after others had a turn */
@@ -717,6 +711,7 @@ static void read_frames(struct conn *c)
 void conn_call_begin(struct conn *c)
 {
     c->calls++;
+    update_events(c);
 }
 
 void conn_call_end(struct conn *c)
@@ -725,6 +720,7 @@ void conn_call_end(struct conn *c)
     if (c->state == CONN_DEAD || c->calls > 0 || (c->flags & CONN_F_PROCESSING))
         return;
     /* resume from the loop rather than from inside a completion callback */
+    update_events(c);
     event_active(&c->ev, EV_READ, 0);
 }
 
@@ -781,12 +777,11 @@ static void expire_list(struct conn_list *l, uint64_t now, const char *why, bool
         c->w->stats.timeouts++;
         log_peer("timeout", "conn=%llu peer=%s device=%s what=\"%s\"", (unsigned long long)c->id, c->peer,
                  c->sess ? sess_device_id(c->sess) : "", why);
+        /* both leave the list: conn_close moves an open connection to `closing` */
         if (close_ws)
             conn_close(c, 1002, why); /* NervesHub closes idle sockets with 1002 (§1.7) */
         else
             destroy(c, why);
-        if (l->head == c) /* defensive: never spin on an entry that did not leave the list */
-            conn_list_remove(l, c);
     }
 }
 
@@ -803,12 +798,8 @@ void conn_close_all(struct worker *w, uint16_t code, const char *reason)
     /* connections that have no session yet have nothing to drain */
     while (w->handshaking.head)
         destroy(w->handshaking.head, reason);
-    while (w->upgrading.head) {
-        struct conn *c = w->upgrading.head;
-        destroy(c, reason);
-        if (w->upgrading.head == c)
-            conn_list_remove(&w->upgrading, c);
-    }
+    while (w->upgrading.head)
+        destroy(w->upgrading.head, reason);
     while (w->open.head)
         conn_close(w->open.head, code, reason);
 }

@@ -33,7 +33,6 @@ enum conn_state {
 #define CONN_F_MSGPACK     0x01 /* vsn 3.0.x: msgpack over binary frames (else JSON over text) */
 #define CONN_F_DEFLATE     0x02 /* permessage-deflate negotiated */
 #define CONN_F_WANT_WRITE  0x04 /* output is waiting for the socket to become writable */
-#define CONN_F_READ_PAUSED 0x08 /* back-pressure: a link call is in flight, stop reading */
 #define CONN_F_CLOSE_SENT  0x10 /* our close frame is queued */
 #define CONN_F_CLOSE_RECVD 0x20 /* the peer's close frame arrived */
 #define CONN_F_FREE_AFTER_FLUSH 0x40 /* close the socket once the output is written */
