@@ -106,11 +106,11 @@ static void reap_children(struct master *m)
             s->respawn_at = now + s->backoff_ms;
             s->restarts++;
             if (WIFSIGNALED(st))
-                LOG(LOG_WARN, "worker_died", "worker=%d signal=%d lived_ms=%llu respawn_in_ms=%llu", i,
-                    WTERMSIG(st), (unsigned long long)lived, (unsigned long long)s->backoff_ms);
+                LOG(LOG_WARN, "worker_died", "worker=%d signal=%d lived_ms=%llu respawn_in_ms=%llu restarts=%u", i,
+                    WTERMSIG(st), (unsigned long long)lived, (unsigned long long)s->backoff_ms, s->restarts);
             else
-                LOG(LOG_WARN, "worker_died", "worker=%d status=%d lived_ms=%llu respawn_in_ms=%llu", i,
-                    WEXITSTATUS(st), (unsigned long long)lived, (unsigned long long)s->backoff_ms);
+                LOG(LOG_WARN, "worker_died", "worker=%d status=%d lived_ms=%llu respawn_in_ms=%llu restarts=%u", i,
+                    WEXITSTATUS(st), (unsigned long long)lived, (unsigned long long)s->backoff_ms, s->restarts);
             break;
         }
     }

@@ -35,7 +35,6 @@ struct sess {
 struct call {
     struct conn *c;
     uint8_t topic;
-    bool is_join;
     bool has_ref;
     uint32_t join_ref_len;
     uint32_t ref_len;
@@ -76,10 +75,17 @@ static bool is_msgpack(const struct conn *c)
     return c->flags & CONN_F_MSGPACK;
 }
 
-static void send_encoded(struct conn *c)
+/* Send what phx_encode* left in the worker's scratch buffer (rc is their result). */
+static void send_encoded(struct conn *c, int rc, struct span event)
 {
-    struct buf *b = &c->w->scratch;
-    conn_send(c, is_msgpack(c) ? WS_OP_BINARY : WS_OP_TEXT, b->p, b->len);
+    struct worker *w = c->w;
+    if (rc != 0) {
+        LOG(LOG_WARN, "encode_failed", "conn=%llu device=%s event=%.*s error=\"%s\"", (unsigned long long)c->id,
+            c->sess ? c->sess->device_id : "", (int)event.len, event.p, phx_strerror(rc));
+        return;
+    }
+    w->stats.phx_out++;
+    conn_send(c, is_msgpack(c) ? WS_OP_BINARY : WS_OP_TEXT, w->scratch.p, w->scratch.len);
 }
 
 static void send_push(struct conn *c, const struct span *join_ref, const struct span *ref, struct span topic,
@@ -87,14 +93,9 @@ static void send_push(struct conn *c, const struct span *join_ref, const struct 
 {
     struct worker *w = c->w;
     w->scratch.len = 0;
-    if (phx_encode(is_msgpack(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, join_ref, ref, topic, event, payload,
-                   &w->scratch, w->cfg->max_output) != 0) {
-        LOG(LOG_WARN, "encode_failed", "conn=%llu device=%s event=%.*s", (unsigned long long)c->id,
-            c->sess ? c->sess->device_id : "", (int)event.len, event.p);
-        return;
-    }
-    w->stats.phx_out++;
-    send_encoded(c);
+    int rc = phx_encode(is_msgpack(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, join_ref, ref, topic, event, payload,
+                        &w->scratch, w->cfg->max_output);
+    send_encoded(c, rc, event);
 }
 
 static void send_reply(struct conn *c, const struct span *join_ref, const struct span *ref, struct span topic,
@@ -102,45 +103,27 @@ static void send_reply(struct conn *c, const struct span *join_ref, const struct
 {
     struct worker *w = c->w;
     w->scratch.len = 0;
-    if (phx_encode_reply(is_msgpack(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, join_ref, ref, topic, status, response,
-                         &w->scratch, w->cfg->max_output) != 0) {
-        LOG(LOG_WARN, "encode_failed", "conn=%llu device=%s event=phx_reply", (unsigned long long)c->id,
-            c->sess ? c->sess->device_id : "");
-        return;
-    }
-    w->stats.phx_out++;
-    send_encoded(c);
+    int rc = phx_encode_reply(is_msgpack(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, join_ref, ref, topic, status,
+                              response, &w->scratch, w->cfg->max_output);
+    send_encoded(c, rc, SPAN_LIT("phx_reply"));
 }
 
-static size_t mp_put_short_str(uint8_t *out, const char *str)
+/* {key: value} for the gateway's own constant replies, built in the worker's second scratch
+ * buffer: it is free until conn_send deflates, which happens after the reply is encoded. */
+static struct span mp_map1(struct conn *c, const char *key, const char *value)
 {
-    size_t n = strlen(str), o = 0;
-    if (n < 32) {
-        out[o++] = (uint8_t)(0xa0 | n);
-    } else {
-        out[o++] = 0xd9;
-        out[o++] = (uint8_t)n;
-    }
-    memcpy(out + o, str, n);
-    return o + n;
-}
-
-/* {key: value} as msgpack into out, for the gateway's own short constant replies
- * (cap >= strlen(key) + strlen(value) + 6, both < 256 bytes). */
-static struct span mp_map1(uint8_t *out, const char *key, const char *value)
-{
-    size_t o = 0;
-    out[o++] = 0x81;
-    o += mp_put_short_str(out + o, key);
-    o += mp_put_short_str(out + o, value);
-    return (struct span){ (const char *)out, o };
+    struct buf *b = &c->w->scratch2;
+    b->len = 0;
+    if (phx_mp_put_map(1, b, 256) != 0 || phx_mp_put_str((struct span){ key, strlen(key) }, b, 256) != 0 ||
+        phx_mp_put_str((struct span){ value, strlen(value) }, b, 256) != 0)
+        return PHX_MP_EMPTY_MAP;
+    return (struct span){ (const char *)b->p, b->len };
 }
 
 static void reply_error_reason(struct conn *c, const struct phx_msg *m, const char *reason)
 {
-    uint8_t tmp[96];
     send_reply(c, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL, m->topic, "error",
-               mp_map1(tmp, "reason", reason));
+               mp_map1(c, "reason", reason));
 }
 
 static void reply_ok_empty(struct conn *c, const struct phx_msg *m)
@@ -165,6 +148,20 @@ static void send_phx_close(struct conn *c, int t)
     struct chan *ch = &c->sess->ch[t];
     struct span jr = { ch->join_ref, ch->join_ref_len };
     send_push(c, &jr, &jr, topic_names[t], SPAN_LIT("phx_close"), PHX_MP_EMPTY_MAP);
+}
+
+/* Record that topic t is joined under join_ref. Returns 0, or -1 when out of memory. */
+static int chan_mark_joined(struct sess *s, int t, struct span join_ref)
+{
+    struct chan *ch = &s->ch[t];
+    ch->join_ref = malloc(join_ref.len + 1);
+    if (!ch->join_ref)
+        return -1;
+    memcpy(ch->join_ref, join_ref.p, join_ref.len);
+    ch->join_ref[join_ref.len] = 0;
+    ch->join_ref_len = (uint32_t)join_ref.len;
+    s->n_joined++;
+    return 0;
 }
 
 static int store_session(struct conn *c, struct chan *ch, struct span session)
@@ -230,7 +227,7 @@ static void apply_effects(struct conn *c, const struct call *call, const struct 
     }
 }
 
-static struct call *call_new(struct conn *c, int t, const struct phx_msg *m, bool is_join)
+static struct call *call_new(struct conn *c, int t, const struct phx_msg *m)
 {
     size_t jl = m->has_join_ref ? m->join_ref.len : 0, rl = m->has_ref ? m->ref.len : 0;
     struct call *call = malloc(sizeof(*call) + jl + rl);
@@ -238,7 +235,6 @@ static struct call *call_new(struct conn *c, int t, const struct phx_msg *m, boo
         return NULL;
     call->c = c;
     call->topic = (uint8_t)t;
-    call->is_join = is_join;
     call->has_ref = m->has_ref;
     call->join_ref_len = (uint32_t)jl;
     call->ref_len = (uint32_t)rl;
@@ -258,12 +254,7 @@ static void on_join_done(void *arg, const struct link_reply *r)
         struct span ref = { call->refs + call->join_ref_len, call->ref_len };
         struct chan *ch = &c->sess->ch[call->topic];
         if (r->status == LINK_OK && store_session(c, ch, r->session) == 0) {
-            ch->join_ref = malloc(call->join_ref_len + 1);
-            if (ch->join_ref) {
-                memcpy(ch->join_ref, call->refs, call->join_ref_len);
-                ch->join_ref[call->join_ref_len] = 0;
-                ch->join_ref_len = call->join_ref_len;
-                c->sess->n_joined++;
+            if (chan_mark_joined(c->sess, call->topic, jr) == 0) {
                 send_reply(c, &jr, call->has_ref ? &ref : NULL, topic_names[call->topic], "ok",
                            r->response.p ? r->response : PHX_MP_EMPTY_MAP);
                 apply_effects(c, call, r);
@@ -271,9 +262,8 @@ static void on_join_done(void *arg, const struct link_reply *r)
                 conn_close(c, 1011, "out of memory");
             }
         } else {
-            uint8_t tmp[96];
             /* without a platform answer, NervesHub's device join failure (§3.3.2) */
-            struct span resp = r->response.p ? r->response : mp_map1(tmp, "error", "could not connect");
+            struct span resp = r->response.p ? r->response : mp_map1(c, "error", "could not connect");
             send_reply(c, &jr, call->has_ref ? &ref : NULL, topic_names[call->topic], "error", resp);
         }
     }
@@ -361,20 +351,14 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     }
     if (t == T_CONSOLE) {
         /* the console is the gateway's own (architecture.md §8), not the platform's */
-        struct chan *ch = &s->ch[t];
-        ch->join_ref = malloc(m->join_ref.len + 1);
-        if (!ch->join_ref) {
+        if (chan_mark_joined(s, t, m->join_ref) != 0) {
             conn_close(c, 1011, "out of memory");
             return;
         }
-        memcpy(ch->join_ref, m->join_ref.p, m->join_ref.len);
-        ch->join_ref[m->join_ref.len] = 0;
-        ch->join_ref_len = (uint32_t)m->join_ref.len;
-        s->n_joined++;
         reply_ok_empty(c, m);
         return;
     }
-    struct call *call = call_new(c, t, m, true);
+    struct call *call = call_new(c, t, m);
     if (!call) {
         conn_close(c, 1011, "out of memory");
         return;
@@ -390,7 +374,7 @@ static void handle_event(struct conn *c, const struct phx_msg *m, int t)
     struct chan *ch = &c->sess->ch[t];
     if (t == T_CONSOLE)
         return; /* console traffic is relayed to operators by the console feature */
-    struct call *call = call_new(c, t, m, false);
+    struct call *call = call_new(c, t, m);
     if (!call) {
         conn_close(c, 1011, "out of memory");
         return;

@@ -86,7 +86,16 @@ static void hex_upper(const uint8_t *p, size_t n, char *out, size_t cap)
     out[o] = 0;
 }
 
-static void fill_identity(struct tls_identity *id, X509 *leaf, const CRYPTO_BUFFER *der)
+/* Seconds until the leaf's notAfter (negative once expired); 0 if it cannot be decoded. */
+static int64_t seconds_left(X509 *leaf)
+{
+    int days = 0, secs = 0;
+    if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(leaf))) /* NULL: now */
+        return 0;
+    return (int64_t)days * 86400 + secs;
+}
+
+static void fill_identity(struct tls_identity *id, X509 *leaf, const CRYPTO_BUFFER *der, int64_t left)
 {
     tls_identity_clear(id);
     memset(id, 0, sizeof(*id));
@@ -99,12 +108,8 @@ static void fill_identity(struct tls_identity *id, X509 *leaf, const CRYPTO_BUFF
     const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(leaf);
     if (aki)
         hex_upper(aki->data, (size_t)aki->length, id->aki, sizeof(id->aki));
-    int days = 0, secs = 0;
-    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
-    if (epoch && ASN1_TIME_diff(&days, &secs, epoch, X509_get0_notAfter(leaf)))
-        id->not_after = (int64_t)days * 86400 + secs;
-    ASN1_TIME_free(epoch);
-    id->expired = X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0;
+    id->not_after = (int64_t)time(NULL) + left;
+    id->expired = left < 0;
     id->der = malloc(CRYPTO_BUFFER_len(der));
     if (id->der) {
         memcpy(id->der, CRYPTO_BUFFER_data(der), CRYPTO_BUFFER_len(der));
@@ -175,7 +180,7 @@ static bool verify_chain(struct tls_ctx *t, const STACK_OF(CRYPTO_BUFFER) *chain
     X509_STORE_CTX_set_default(sctx, "ssl_client");
     if (!t->reject_expired)
         X509_STORE_CTX_set_verify_cb(sctx, verify_time_cb);
-    bool expired = X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0;
+    int64_t left = seconds_left(leaf);
     if (X509_verify_cert(sctx) != 1) {
         int e = X509_STORE_CTX_get_error(sctx);
         *out_alert = alert_for(e);
@@ -186,10 +191,10 @@ static bool verify_chain(struct tls_ctx *t, const STACK_OF(CRYPTO_BUFFER) *chain
         goto out;
     }
     tls_stats.verify_ok++;
-    if (expired)
+    if (left < 0)
         tls_stats.expired_accepted++;
     if (id)
-        fill_identity(id, leaf, sk_CRYPTO_BUFFER_value(chain, 0));
+        fill_identity(id, leaf, sk_CRYPTO_BUFFER_value(chain, 0), left);
     ok = true;
 out:
     X509_STORE_CTX_free(sctx);
@@ -300,7 +305,6 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *c
         if (!HMAC_Init_ex(hctx, k->hmac, k->key_len, EVP_sha256(), NULL) ||
             !EVP_DecryptInit_ex(cctx, c, NULL, k->aes, iv))
             return -1;
-        tls_stats.resumed++;
         /* renew tickets made with an older key so rotation converges */
         return i == 0 ? 1 : 2;
     }

@@ -53,9 +53,9 @@ enum tls_io tls_classify(SSL *ssl, int ret);
  * whether the peer caused it (bad handshake, reset) rather than us. Clears the error queue. */
 const char *tls_error_reason(bool *peer_caused);
 
-/* Counters kept by the verification callback, per process. */
+/* Counters kept by the verification callback, per process (resumptions: worker_stats). */
 struct tls_stats {
-    uint64_t verify_ok, verify_failed, expired_accepted, expired_rejected, resumed;
+    uint64_t verify_ok, verify_failed, expired_accepted, expired_rejected;
 };
 extern struct tls_stats tls_stats;
 

@@ -26,9 +26,8 @@
 #define TICK_MS 100
 #define ACCEPTS_PER_EVENT 64
 
-uint64_t worker_now_ms(struct worker *w)
+uint64_t worker_now_ms(void)
 {
-    (void)w;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -98,7 +97,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
     struct worker *w = arg;
-    refill(w, worker_now_ms(w));
+    refill(w, worker_now_ms());
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         if (w->tokens < 1.0) {
             w->stats.accept_limited++;
@@ -141,7 +140,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct worker *w = arg;
-    uint64_t now = worker_now_ms(w);
+    uint64_t now = worker_now_ms();
     conn_expire(w, now);
     conn_reap(w);
     if (w->draining) {
@@ -229,7 +228,7 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80])
         exit(3);
     }
     w->tokens = cfg->accept_burst;
-    w->tokens_at_ms = worker_now_ms(w);
+    w->tokens_at_ms = worker_now_ms();
     w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
     event_add(w->accept_ev, NULL);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);

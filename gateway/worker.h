@@ -61,8 +61,8 @@ struct worker {
  * binds its own SO_REUSEPORT socket. */
 void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80]) __attribute__((noreturn));
 
-/* Monotonic milliseconds, cached per loop iteration. */
-uint64_t worker_now_ms(struct worker *w);
+/* Monotonic milliseconds (vDSO clock, cheap enough to read per event). */
+uint64_t worker_now_ms(void);
 
 void conn_list_push(struct conn_list *l, struct conn *c);
 void conn_list_remove(struct conn_list *l, struct conn *c);
