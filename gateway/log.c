@@ -29,7 +29,7 @@ void log_init(int min_level, bool json, const char *role, int worker)
     log_worker = worker;
 }
 
-/* Converts " a=1 b=x" pairs into JSON members; values are emitted as strings. */
+/* Converts "a=1 b=x" pairs (values may be "quoted") into JSON members; values are emitted as strings. */
 static size_t kv_to_json(char *out, size_t cap, const char *kv)
 {
     size_t n = 0;
@@ -75,36 +75,23 @@ static void vlog(int level, const char *event, const char *fmt, va_list ap)
     char ts[64];
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
              tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-    char who[48];
+    /* who wrote it, then the event's own fields: one key=value list for both formats */
+    char fields[1700];
+    int k = snprintf(fields, sizeof(fields), "role=%s", log_role);
     if (log_worker >= 0)
-        snprintf(who, sizeof(who), "%s worker=%d", log_role, log_worker);
-    else
-        snprintf(who, sizeof(who), "%s", log_role);
+        k += snprintf(fields + k, sizeof(fields) - (size_t)k, " worker=%d", log_worker);
+    snprintf(fields + k, sizeof(fields) - (size_t)k, " pid=%d%s%s", (int)getpid(), *kv ? " " : "", kv);
 
     char line[2048];
     int n;
     if (log_json) {
-        char members[1600];
-        char kvs[1700];
-        snprintf(kvs, sizeof(kvs), " %s", kv);
-        size_t m = kv_to_json(members, sizeof(members), kvs);
+        char members[1900];
+        size_t m = kv_to_json(members, sizeof(members), fields);
         members[m] = 0;
-        n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\",\"role\":\"%s\"%s%s}\n",
-                     ts, level_names[level], event, log_role, log_worker >= 0 ? "" : "", members);
-        if (log_worker >= 0 && n > 0 && (size_t)n < sizeof(line)) {
-            /* add the worker index after the role */
-            char tail[2048];
-            char *role_end = strstr(line, "\"role\":\"");
-            if (role_end) {
-                role_end = strchr(role_end + 8, '"') + 1;
-                snprintf(tail, sizeof(tail), "%s", role_end);
-                n = (int)(role_end - line);
-                n += snprintf(line + n, sizeof(line) - (size_t)n, ",\"worker\":%d%s", log_worker, tail);
-            }
-        }
+        n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"%s}\n", ts,
+                     level_names[level], event, members);
     } else {
-        n = snprintf(line, sizeof(line), "ts=%s level=%s event=%s role=%s pid=%d%s%s\n", ts, level_names[level],
-                     event, who, (int)getpid(), *kv ? " " : "", kv);
+        n = snprintf(line, sizeof(line), "ts=%s level=%s event=%s %s\n", ts, level_names[level], event, fields);
     }
     if (n < 0)
         return;
