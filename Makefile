@@ -77,7 +77,7 @@ $(BUILD)/nhbench: $(call obj,$(OPT_DIR),$(BENCH_SRC) gateway/phx.c gateway/ws.c 
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 # libFuzzer targets: each links the codecs, built with clang.
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRC) $(DEPS)/deps.mk
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(CODEC_SRC) $(DEPS)/deps.mk
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INCLUDES) \
 		-o $@ $< $(CODEC_SRC) $(DEPS_LIBS) -ljansson -lz -lm -lpthread

@@ -8,11 +8,7 @@
 
 #include "http.h"
 
-#define CHECK(c)           \
-    do {                   \
-        if (!(c))          \
-            abort();       \
-    } while (0)
+#include "fuzz_check.h"
 
 static bool span_in(struct span s, const uint8_t *base, size_t len)
 {
