@@ -17,17 +17,22 @@ ifeq ($(ERR),1)
 WARN      += -Werror
 endif
 CSTD      := -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -g -MMD -MP
-INCLUDES  := $(DEPS_CFLAGS) -Igateway -Ibench
-SYSLIBS   := -levent_core -levent_pthreads -ljansson -lz -lm -lpthread
+INCLUDES  := $(DEPS_CFLAGS) -Iproto -Igateway -Ibench
+SYSLIBS   := -levent_core -levent_pthreads -lnats -ljansson -lz -lm -lpthread
 OPT_FLAGS := -O2
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 # The codecs and helpers that unit tests and fuzzers link (no libevent).
 CODEC_SRC := gateway/buf.c gateway/xalloc.c gateway/ws.c gateway/phx.c gateway/http.c
-# Everything else in the daemon.
-CORE_SRC  := gateway/config.c gateway/log.c gateway/tls.c gateway/listener.c gateway/conn.c \
-             gateway/session.c gateway/link_local.c gateway/worker.c gateway/master.c
+# The link contract's codec (proto/), linked by every program.
+PROTO_SRC := $(wildcard proto/*.c)
 MAIN_SRC  := gateway/main.c
+# Everything else in the daemon.
+CORE_SRC  := $(filter-out $(CODEC_SRC) $(MAIN_SRC),$(wildcard gateway/*.c))
+# The reference platform and the operator CLI (ops/). Their I/O-free parts are unit-tested.
+PLATFORM_SRC := $(wildcard ops/platform/*.c)
+PLATFORM_PURE_SRC := $(wildcard ops/platform/pure_*.c)
+NHCTL_SRC := $(wildcard ops/nhctl/*.c)
 UNIT_SRC  := $(wildcard tests/unit/*.c) tests/lib/test.c
 # nhbench: load generator and the project's own C device client (bench/README.md).
 BENCH_SRC := $(filter-out bench/tests/%,$(wildcard bench/*.c))
@@ -42,7 +47,10 @@ obj = $(patsubst %.c,$(1)/%.o,$(2))
 .PHONY: all deps test test-opt test-asan unit fuzz-replay fuzz integration run certs clean distclean bench
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/nhgw $(BUILD)/unit $(BUILD)/nhbench
+PROGRAMS  := $(BUILD)/nhgw $(BUILD)/unit $(BUILD)/nhbench \
+             $(if $(PLATFORM_SRC),$(BUILD)/nhplatform) $(if $(NHCTL_SRC),$(BUILD)/nhctl)
+
+all: $(PROGRAMS)
 
 # First use on a fresh machine: Debian packages, then the pinned sources (verified, cached).
 $(DEPS)/deps.mk:
@@ -59,13 +67,14 @@ $(SAN_DIR)/%.o: %.c $(DEPS)/deps.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(SAN_FLAGS) $(WARN) $(INCLUDES) -c $< -o $@
 
-$(BUILD)/nhgw: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(CORE_SRC) $(MAIN_SRC))
+$(BUILD)/nhgw: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) $(MAIN_SRC))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-$(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(CORE_SRC) $(MAIN_SRC))
+$(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) $(MAIN_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-UNIT_ALL := $(CODEC_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c $(BENCH_UNIT_SRC) bench/hist.c bench/wsc.c
+UNIT_ALL := $(CODEC_SRC) $(PROTO_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c $(BENCH_UNIT_SRC) \
+            bench/hist.c bench/wsc.c $(PLATFORM_PURE_SRC)
 
 $(BUILD)/unit: $(call obj,$(OPT_DIR),$(UNIT_ALL))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
@@ -73,14 +82,20 @@ $(BUILD)/unit: $(call obj,$(OPT_DIR),$(UNIT_ALL))
 $(BUILD)/unit-asan: $(call obj,$(SAN_DIR),$(UNIT_ALL))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-$(BUILD)/nhbench: $(call obj,$(OPT_DIR),$(BENCH_SRC) gateway/phx.c gateway/ws.c gateway/buf.c gateway/xalloc.c)
+$(BUILD)/nhbench: $(call obj,$(OPT_DIR),$(BENCH_SRC) $(PROTO_SRC) gateway/phx.c gateway/ws.c gateway/buf.c gateway/xalloc.c)
+	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+$(BUILD)/nhplatform: $(call obj,$(OPT_DIR),$(PLATFORM_SRC) $(PROTO_SRC) gateway/phx.c gateway/buf.c gateway/xalloc.c)
+	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+$(BUILD)/nhctl: $(call obj,$(OPT_DIR),$(NHCTL_SRC) $(PROTO_SRC) gateway/phx.c gateway/buf.c gateway/xalloc.c)
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 # libFuzzer targets: each links the codecs, built with clang.
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(CODEC_SRC) $(DEPS)/deps.mk
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(CODEC_SRC) $(PROTO_SRC) $(DEPS)/deps.mk
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(INCLUDES) \
-		-o $@ $< $(CODEC_SRC) $(DEPS_LIBS) -ljansson -lz -lm -lpthread
+		-o $@ $< $(CODEC_SRC) $(PROTO_SRC) $(DEPS_LIBS) -ljansson -lz -lm -lpthread
 
 FUZZ_BINS := $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 
