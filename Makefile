@@ -74,7 +74,7 @@ $(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) 
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 UNIT_ALL := $(CODEC_SRC) $(PROTO_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c $(BENCH_UNIT_SRC) \
-            bench/hist.c bench/wsc.c $(PLATFORM_PURE_SRC)
+            bench/hist.c bench/wsc.c gateway/rmap.c $(PLATFORM_PURE_SRC)
 
 $(BUILD)/unit: $(call obj,$(OPT_DIR),$(UNIT_ALL))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
@@ -88,7 +88,7 @@ $(BUILD)/nhbench: $(call obj,$(OPT_DIR),$(BENCH_SRC) $(PROTO_SRC) gateway/phx.c 
 $(BUILD)/nhplatform: $(call obj,$(OPT_DIR),$(PLATFORM_SRC) $(PROTO_SRC) gateway/phx.c gateway/buf.c gateway/xalloc.c)
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-$(BUILD)/nhctl: $(call obj,$(OPT_DIR),$(NHCTL_SRC) $(PROTO_SRC) gateway/phx.c gateway/buf.c gateway/xalloc.c)
+$(BUILD)/nhctl: $(call obj,$(OPT_DIR),$(NHCTL_SRC) $(PROTO_SRC) ops/platform/pure_nh1.c gateway/phx.c gateway/buf.c gateway/xalloc.c)
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 # libFuzzer targets: each links the codecs, built with clang.
@@ -99,11 +99,15 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(CODEC_SRC
 
 FUZZ_BINS := $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 
+# Component tests against real servers (tests/natsc: nats-server, tests/registry: redis-server).
+include tests/natsc/natsc.mk tests/registry/registry.mk
+COMPONENT_TESTS := $(BUILD)/natsc-test $(BUILD)/natsc-test-asan $(BUILD)/registry-test $(BUILD)/registry-test-asan
+
 # ---- tests ----
 
 test:
 	ops/install-packages.sh
-	$(MAKE) --no-print-directory all $(BUILD)/nhgw-asan $(BUILD)/unit-asan $(FUZZ_BINS)
+	$(MAKE) --no-print-directory all $(BUILD)/nhgw-asan $(BUILD)/unit-asan $(FUZZ_BINS) $(COMPONENT_TESTS)
 	tests/run-all.sh
 
 unit: $(BUILD)/unit

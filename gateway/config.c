@@ -31,6 +31,7 @@ struct opt {
 static const char *const expired_choices[] = { "accept", "reject", NULL };
 static const char *const level_choices[] = { "debug", "info", "warn", "error", NULL };
 static const char *const format_choices[] = { "kv", "json", NULL };
+static const char *const link_choices[] = { "local", "nats", NULL };
 
 #define F(field) offsetof(struct cfg, field)
 static const struct opt opts[] = {
@@ -77,9 +78,42 @@ static const struct opt opts[] = {
     { "log-level", OPT_ENUM, F(log_level), 0, "info", 0, 0, level_choices, "debug, info, warn or error" },
     { "log-format", OPT_ENUM, F(log_format), 0, "kv", 0, 0, format_choices, "kv (key=value) or json" },
     { "pid-file", OPT_STR, F(pid_file), 0, NULL, 0, 0, NULL, "write the master's pid here" },
-    { "gateway-id", OPT_STR, F(gateway_id), 0, NULL, 0, 0, NULL, "this gateway's id (default: hostname)" },
+    { "gateway-id", OPT_STR, F(gateway_id), 0, NULL, 0, 0, NULL,
+      "this gateway's id, [A-Za-z0-9_-]{1,64} (default: the host name, other characters as -)" },
+    { "link", OPT_ENUM, F(link), 0, "local", 0, 0, link_choices,
+      "platform link: local (in-process default policy) or nats (proto/LINK.md)" },
+    { "nats-url", OPT_STR, F(nats_url), 0, "nats://127.0.0.1:4222", 0, 0, NULL,
+      "NATS server URLs, comma-separated (--link nats)" },
+    { "link-prefix", OPT_STR, F(link_prefix), 0, "nh", 0, 0, NULL, "NATS subject and Redis key prefix" },
+    { "link-timeout", OPT_DURATION, F(link_timeout_ms), 0, "5s", 10, 600e3, NULL, "platform call timeout" },
+    { "link-max-inflight", OPT_INT, F(link_max_inflight), 0, "10000", 1, 10000000, NULL,
+      "platform calls in flight per worker; beyond it upgrades get 503 and devices wait" },
+    { "link-heartbeat", OPT_DURATION, F(link_heartbeat_ms), 0, "15m", 1000, 86400e3, NULL,
+      "last-seen heartbeat to the platform per active device (batched, jittered)" },
+    { "redis", OPT_STR, F(redis), 0, NULL, 0, 0, NULL, "registry Redis host:port (unset: no registry)" },
+    { "registry-ttl", OPT_DURATION, F(registry_ttl_ms), 0, "90s", 3000, 86400e3, NULL,
+      "registry entry TTL, refreshed every third of it" },
+    { "max-timers", OPT_INT, F(max_timers), 0, "16", 1, 1024, NULL, "platform timers filed per channel" },
+    { "max-follows", OPT_INT, F(max_follows), 0, "16", 1, 1024, NULL, "shared topics followed per channel" },
+    { "max-queued-notifies", OPT_INT, F(max_queued_notifies), 0, "32", 1, 4096, NULL,
+      "platform notifies queued behind a call per connection (beyond: dropped, counted)" },
 };
 #undef F
+
+/* Names that become NATS subject tokens and Redis key parts (proto/LINK.md §1). */
+static bool is_name_char(char ch)
+{
+    return isalnum((unsigned char)ch) || ch == '_' || ch == '-';
+}
+
+static bool is_name(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!is_name_char(s[n]))
+            return false;
+    return n >= 1 && n <= max;
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -361,8 +395,16 @@ int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen)
     if (!c->gateway_id) {
         char host[256] = "nhgw";
         gethostname(host, sizeof(host) - 1);
-        c->gateway_id = xstrdup(host);
+        host[64] = 0;
+        for (char *h = host; *h; h++)
+            if (!is_name_char(*h))
+                *h = '-';
+        c->gateway_id = xstrdup(host[0] ? host : "nhgw");
     }
+    if (!is_name(c->gateway_id, 64))
+        return fail(err, errlen, "--gateway-id must be 1 to 64 of [A-Za-z0-9_-] (it names NATS subjects)");
+    if (!is_name(c->link_prefix, 32))
+        return fail(err, errlen, "--link-prefix must be 1 to 32 of [A-Za-z0-9_-]");
     if (print_only) {
         cfg_print(c, stdout);
         return 1;
@@ -423,5 +465,8 @@ void cfg_free(struct cfg *c)
     free(c->ticket_key_file);
     free(c->pid_file);
     free(c->gateway_id);
+    free(c->nats_url);
+    free(c->link_prefix);
+    free(c->redis);
     memset(c, 0, sizeof(*c));
 }

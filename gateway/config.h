@@ -47,7 +47,21 @@ struct cfg {
     int log_format;                /* enum cfg_log_format */
     char *pid_file;                /* owned, optional */
     char *gateway_id;              /* this gateway's id in the fleet (default: hostname), owned */
+    /* the link to the platform (proto/LINK.md) and the registry */
+    int link;                      /* enum cfg_link */
+    char *nats_url;                /* comma-separated NATS server URLs, owned */
+    char *link_prefix;             /* subject and key prefix, owned */
+    uint64_t link_timeout_ms;      /* a platform call's deadline */
+    int link_max_inflight;         /* platform calls in flight per worker */
+    uint64_t link_heartbeat_ms;    /* last-seen heartbeat interval per device */
+    char *redis;                   /* host:port of the registry's Redis; NULL = no registry, owned */
+    uint64_t registry_ttl_ms;
+    int max_timers;                /* platform timers filed per channel */
+    int max_follows;               /* shared topics followed per channel */
+    int max_queued_notifies;       /* notifies waiting behind a call per connection */
 };
+
+enum cfg_link { CFG_LINK_LOCAL, CFG_LINK_NATS };
 
 /* Fill *c with defaults, then apply an optional file (--config), environment (NHGW_*) and argv,
  * in that order of precedence (argv wins). Returns 0, 1 when the program should exit successfully

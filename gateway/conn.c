@@ -143,6 +143,7 @@ static int queue_out(struct conn *c, const void *p, size_t n)
     if (buf_try_append(&c->out, p, n, c->w->cfg->max_output) != 0) {
         log_peer("slow_consumer", "conn=%llu peer=%s device=%s queued=%zu", (unsigned long long)c->id, c->peer,
                  c->sess ? sess_device_id(c->sess) : "", c->out.len - c->out_off);
+        sess_set_close_reason(c, "slow_consumer");
         destroy(c, "output limit");
         return -1;
     }
@@ -309,7 +310,19 @@ static void on_auth_done(void *arg, const struct link_reply *r)
         if (r->status == LINK_UNAVAILABLE) {
             respond_error(c, 503, HTTP_REASON_PLATFORM_UNAVAILABLE, HTTP_REASON_PLATFORM_UNAVAILABLE);
         } else if (r->status != LINK_OK) {
-            respond_error(c, 401, NULL, "");
+            /* the platform's refusal reason becomes the header, printable ASCII only */
+            char reason[256];
+            size_t n = 0;
+            for (size_t i = 0; i < r->reason.len && n < sizeof(reason) - 1; i++) {
+                char ch = r->reason.p[i];
+                reason[n++] = ch >= 0x20 && ch < 0x7f ? ch : ' ';
+            }
+            reason[n] = 0;
+            respond_error(c, 401, n ? reason : NULL, "");
+        } else if (r->device_id.len == 0 || r->device_id.len > 128) {
+            LOG(LOG_WARN, "auth_bad_device_id", "conn=%llu peer=%s len=%zu", (unsigned long long)c->id, c->peer,
+                r->device_id.len);
+            respond_error(c, 503, HTTP_REASON_PLATFORM_UNAVAILABLE, HTTP_REASON_PLATFORM_UNAVAILABLE);
         } else if (hs->upgrade_error) {
             respond_error(c, 400, NULL, hs->upgrade_error);
         } else {
@@ -332,7 +345,7 @@ static void on_auth_done(void *arg, const struct link_reply *r)
             if (queue_out(c, resp, n) == 0) {
                 flush(c);
                 /* the reply's device id may point into the identity: start the session first */
-                if (c->state == CONN_OPEN && !sess_new(c, r->device_id))
+                if (c->state == CONN_OPEN && !sess_new(c, r->device_id, r->session))
                     destroy(c, "out of memory");
             }
             if (c->hs) {
@@ -354,6 +367,7 @@ static void start_auth(struct conn *c, const struct http_req *req)
     a.cn = (struct span){ hs->ident.cn, strlen(hs->ident.cn) };
     a.der = (struct span){ (const char *)hs->ident.der, hs->ident.der_len };
     a.peer = (struct span){ c->peer, strlen(c->peer) };
+    a.conn_ref = c->id;
     struct span names[HTTP_MAX_X_HEADERS], values[HTTP_MAX_X_HEADERS];
     char lower[HTTP_MAX_X_HEADERS][64];
     size_t nx = 0;
@@ -582,6 +596,7 @@ static size_t process_frames(struct conn *c, uint8_t *p, size_t n)
         if (r < 0) {
             log_peer("ws_error", "conn=%llu device=%s error=\"%s\"", (unsigned long long)c->id,
                      c->sess ? sess_device_id(c->sess) : "", ws_strerror((int)r));
+            sess_set_close_reason(c, "protocol_error");
             conn_close(c, ws_err_close_code((int)r), ws_strerror((int)r));
             return n;
         }
@@ -624,6 +639,7 @@ static size_t process_frames(struct conn *c, uint8_t *p, size_t n)
         if (code) {
             log_peer("ws_error", "conn=%llu device=%s close=%d", (unsigned long long)c->id,
                      c->sess ? sess_device_id(c->sess) : "", code);
+            sess_set_close_reason(c, code == 1011 ? "error" : "protocol_error");
             conn_close(c, (uint16_t)code, NULL);
             return n;
         }
@@ -778,8 +794,10 @@ static void expire_list(struct conn_list *l, uint64_t now, const char *why, bool
         log_peer("timeout", "conn=%llu peer=%s device=%s what=\"%s\"", (unsigned long long)c->id, c->peer,
                  c->sess ? sess_device_id(c->sess) : "", why);
         /* both leave the list: conn_close moves an open connection to `closing` */
-        if (close_ws)
+        if (close_ws) {
+            sess_set_close_reason(c, "idle_timeout");
             conn_close(c, 1002, why); /* NervesHub closes idle sockets with 1002 (§1.7) */
+        }
         else
             destroy(c, why);
     }
@@ -800,6 +818,8 @@ void conn_close_all(struct worker *w, uint16_t code, const char *reason)
         destroy(w->handshaking.head, reason);
     while (w->upgrading.head)
         destroy(w->upgrading.head, reason);
-    while (w->open.head)
+    while (w->open.head) {
+        sess_set_close_reason(w->open.head, "shutdown");
         conn_close(w->open.head, code, reason);
+    }
 }

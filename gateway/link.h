@@ -19,19 +19,20 @@ struct event_base;
 enum link_status {
     LINK_OK,
     LINK_REFUSED,     /* the platform said no (auth: 401; join: error reply) */
-    LINK_UNAVAILABLE, /* the platform could not be reached (auth: 503) */
+    LINK_UNAVAILABLE, /* the platform could not be reached or failed (auth: 503) */
 };
 
 enum link_effect_kind {
-    LINK_EFF_PUSH,        /* topic, event, payload: send to the device */
+    LINK_EFF_PUSH,        /* event, payload: send to the device on the call's channel */
     LINK_EFF_REPLY,       /* status (in event), payload: reply to the message that caused the call */
-    LINK_EFF_SUBSCRIBE,   /* topic: follow a shared topic on the device's behalf */
+    LINK_EFF_SUBSCRIBE,   /* topic: follow a shared topic on the channel's behalf */
     LINK_EFF_UNSUBSCRIBE, /* topic */
     LINK_EFF_SEND_SELF,   /* payload: opaque message, comes back as notify */
-    LINK_EFF_SEND_AFTER,  /* payload, ms */
-    LINK_EFF_START_TIMER, /* key, payload, ms: a named timer (restarts an existing one) */
+    LINK_EFF_SEND_AFTER,  /* key, payload, ms: one-shot timer filed under key */
+    LINK_EFF_START_TIMER, /* key, payload, ms: repeating timer filed under key */
     LINK_EFF_CANCEL_TIMER,/* key */
     LINK_EFF_CLOSE,       /* code, event = reason */
+    LINK_EFF_SCROLLBACK,  /* console effects: not applied by the session layer yet */
 };
 
 struct link_effect {
@@ -47,8 +48,11 @@ struct link_effect {
 struct link_reply {
     enum link_status status;
     struct span device_id;  /* auth: the device's id, used for logs and the registry */
-    struct span session;    /* new opaque session; .p == NULL keeps the current one */
+    struct span session;    /* auth: socket-level info; join/message/notify: the channel's new
+                               session; .p == NULL keeps the current one */
     struct span response;   /* join: reply response (msgpack); refused join: error response */
+    struct span fw;         /* join: the device's firmware uuid, optional */
+    struct span reason;     /* refused/unavailable: why (auth: the 401 reason header) */
     const struct link_effect *effects;
     size_t n_effects;
 };
@@ -65,33 +69,56 @@ struct link_auth {
     const struct span *x_values;
     size_t n_x;
     struct span peer;             /* "ip:port" */
+    uint64_t conn_ref;
 };
 
 /* A connected device as calls after auth name it. Borrowed for the duration of the call. */
 struct link_dev {
     struct span device_id;
-    uint64_t conn_ref;            /* unique per connection in this gateway */
+    uint64_t conn_ref;            /* unique per connection in this gateway (LINK.md §1) */
+    struct span info;             /* the socket-level info auth returned */
+};
+
+/* Where a link delivers what arrives unasked: the worker's inbox (LINK.md §6) and the shared
+ * topics it follows (§7). Messages are borrowed during the call. */
+struct lp_inbox;
+struct lp_topic_msg;
+struct link_sink {
+    /* returns an enum lp_inbox_status, sent back when the message asked for a reply */
+    int (*inbox)(void *arg, const struct lp_inbox *m);
+    void (*topic)(void *arg, struct span topic, const struct lp_topic_msg *m);
+    void *arg;
 };
 
 struct link;
 
 struct link_ops {
     const char *name;
+    /* authenticate the device and record the connection (LINK.md auth + connect) */
     void (*auth)(struct link *l, const struct link_auth *a, link_done_cb cb, void *arg);
-    void (*connect)(struct link *l, const struct link_dev *d, link_done_cb cb, void *arg);
     /* fire and forget */
     void (*disconnect)(struct link *l, const struct link_dev *d, const char *reason);
-    void (*join)(struct link *l, const struct link_dev *d, struct span topic, struct span session,
-                 struct span payload, link_done_cb cb, void *arg);
+    void (*join)(struct link *l, const struct link_dev *d, struct span topic, struct span payload,
+                 link_done_cb cb, void *arg);
     void (*message)(struct link *l, const struct link_dev *d, struct span topic, struct span session,
                     struct span event, struct span payload, link_done_cb cb, void *arg);
     void (*notify)(struct link *l, const struct link_dev *d, struct span topic, struct span session,
-                   struct span message, link_done_cb cb, void *arg);
+                   struct span message, struct span from, link_done_cb cb, void *arg);
+    /* last-seen refresh for a batch of devices; fire and forget */
+    void (*heartbeat)(struct link *l, const struct link_dev *devs, size_t n);
+    /* start / stop receiving a shared topic (NUL-terminated, already validated); 0 or -1 */
+    int (*follow)(struct link *l, const char *topic);
+    void (*unfollow)(struct link *l, const char *topic);
+    /* tell another worker (maybe on another gateway) to close its connection of this device */
+    void (*kick)(struct link *l, struct span gw, unsigned worker, struct span dev, uint64_t conn_ref);
+    /* whether new calls can currently reach the platform */
+    bool (*available)(const struct link *l);
     void (*free)(struct link *l);
 };
 
 struct link {
     const struct link_ops *ops;
+    struct link_sink sink;
 };
 
 /* The in-process default policy: a device is accepted when its certificate chained to a
@@ -104,5 +131,8 @@ struct link_local_stats {
     uint64_t auths, refusals, connects, disconnects, joins, messages, notifies;
 };
 const struct link_local_stats *link_local_stats(const struct link *l);
+
+/* The NATS link (proto/LINK.md), one per worker. */
+struct link *link_nats_new(struct event_base *base, const struct cfg *cfg, unsigned worker);
 
 #endif

@@ -31,14 +31,6 @@ static void local_auth(struct link *l, const struct link_auth *a, link_done_cb c
     fp[40] = 0;
     r.status = LINK_OK;
     r.device_id = a->cn.len ? a->cn : (struct span){ fp, 40 };
-    cb(arg, &r);
-}
-
-static void local_connect(struct link *l, const struct link_dev *d, link_done_cb cb, void *arg)
-{
-    (void)d;
-    struct link_local *ll = (struct link_local *)l;
-    struct link_reply r = { .status = LINK_OK };
     ll->stats.connects++;
     cb(arg, &r);
 }
@@ -50,12 +42,11 @@ static void local_disconnect(struct link *l, const struct link_dev *d, const cha
     ((struct link_local *)l)->stats.disconnects++;
 }
 
-static void local_join(struct link *l, const struct link_dev *d, struct span topic, struct span session,
-                       struct span payload, link_done_cb cb, void *arg)
+static void local_join(struct link *l, const struct link_dev *d, struct span topic, struct span payload,
+                       link_done_cb cb, void *arg)
 {
     (void)d;
     (void)topic;
-    (void)session;
     (void)payload;
     struct link_local *ll = (struct link_local *)l;
     struct link_reply r = { .status = LINK_OK, .response = { (const char *)empty_map, 1 } };
@@ -78,16 +69,54 @@ static void local_message(struct link *l, const struct link_dev *d, struct span 
 }
 
 static void local_notify(struct link *l, const struct link_dev *d, struct span topic, struct span session,
-                         struct span message, link_done_cb cb, void *arg)
+                         struct span message, struct span from, link_done_cb cb, void *arg)
 {
     (void)d;
     (void)topic;
     (void)session;
     (void)message;
+    (void)from;
     struct link_local *ll = (struct link_local *)l;
     struct link_reply r = { .status = LINK_OK };
     ll->stats.notifies++;
     cb(arg, &r);
+}
+
+static void local_heartbeat(struct link *l, const struct link_dev *devs, size_t n)
+{
+    (void)l;
+    (void)devs;
+    (void)n;
+}
+
+/* nothing is ever published to this gateway without a platform */
+static int local_follow(struct link *l, const char *topic)
+{
+    (void)l;
+    (void)topic;
+    return 0;
+}
+
+static void local_unfollow(struct link *l, const char *topic)
+{
+    (void)l;
+    (void)topic;
+}
+
+/* without a registry no other holder is ever known */
+static void local_kick(struct link *l, struct span gw, unsigned worker, struct span dev, uint64_t conn_ref)
+{
+    (void)l;
+    (void)gw;
+    (void)worker;
+    (void)dev;
+    (void)conn_ref;
+}
+
+static bool local_available(const struct link *l)
+{
+    (void)l;
+    return true;
 }
 
 static void local_free(struct link *l)
@@ -98,11 +127,15 @@ static void local_free(struct link *l)
 static const struct link_ops local_ops = {
     .name = "local",
     .auth = local_auth,
-    .connect = local_connect,
     .disconnect = local_disconnect,
     .join = local_join,
     .message = local_message,
     .notify = local_notify,
+    .heartbeat = local_heartbeat,
+    .follow = local_follow,
+    .unfollow = local_unfollow,
+    .kick = local_kick,
+    .available = local_available,
     .free = local_free,
 };
 

@@ -1,16 +1,23 @@
 /* Phoenix channel semantics for one socket (see session.h). The gateway serves exactly three
  * topics — `device` (pinned to the authenticated device), `console` and `extensions` — and
- * answers everything else as Phoenix does for an unmatched topic. */
+ * answers everything else as Phoenix does for an unmatched topic. Platform calls go through the
+ * link one at a time per connection (proto/LINK.md §5); effects are applied here: pushes,
+ * replies, shared-topic follows, self-messages, timers and closes. */
 #include "session.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "config.h"
 #include "conn.h"
 #include "link.h"
 #include "log.h"
+#include "lp.h"
 #include "phx.h"
+#include "registry.h"
+#include "rmap.h"
 #include "worker.h"
 
 enum topic { T_DEVICE, T_CONSOLE, T_EXTENSIONS, T_COUNT };
@@ -18,17 +25,70 @@ enum topic { T_DEVICE, T_CONSOLE, T_EXTENSIONS, T_COUNT };
 static const struct span topic_names[T_COUNT] = { SPAN_LIT("device"), SPAN_LIT("console"),
                                                    SPAN_LIT("extensions") };
 
+/* A platform timer (send_after / start_timer), filed under its opaque key until cancelled. */
+struct timer {
+    struct event ev;
+    struct timer *next;
+    struct conn *c;
+    uint8_t topic;
+    bool repeat;
+    uint16_t key_len;
+    uint32_t msg_len;
+    uint8_t data[]; /* key, then msg */
+};
+
+/* One worker-wide subscription to a shared topic and the channels that follow it. */
+struct rtopic {
+    struct rnode node;
+    struct follow *head;
+    size_t n;
+    char name[];
+};
+
+struct follow {
+    struct follow *tprev, *tnext; /* followers of the same topic on this worker */
+    struct follow *cnext;         /* the channel's follows */
+    struct rtopic *t;
+    struct conn *c;
+    uint8_t topic;
+};
+
+/* A notify waiting for the connection's call in flight to finish. */
+struct pending {
+    struct pending *next;
+    uint8_t topic;
+    uint32_t msg_len;
+    uint32_t from_len;
+    uint8_t data[]; /* msg, then from */
+};
+
 struct chan {
     char *join_ref;      /* owned; NULL while not joined */
     uint8_t *session;    /* opaque platform session, owned, may be NULL */
     uint32_t join_ref_len;
     uint32_t session_len;
+    struct timer *timers;
+    struct follow *follows;
+    uint16_t n_timers;
+    uint16_t n_follows;
 };
 
 struct sess {
     struct chan ch[T_COUNT];
+    struct rnode node;        /* in the worker's device map, keyed by device_id */
+    struct reg_entry reg;     /* registry entry, when the worker has a registry */
+    struct conn *c;
+    uint8_t *info;            /* socket-level info from auth, owned */
+    uint32_t info_len;
+    char *fw;                 /* firmware uuid from the device join reply, owned */
+    struct pending *pq_head, *pq_tail;
+    const char *close_reason; /* static: why the gateway ended the session (LINK.md §4.3) */
+    uint16_t n_pending;
     uint8_t n_joined;
-    char device_id[];    /* NUL-terminated */
+    bool in_map;
+    bool in_registry;
+    bool active;              /* a data message arrived since the last platform heartbeat */
+    char device_id[];         /* NUL-terminated */
 };
 
 /* What a link completion needs to answer the device; one per call in flight. */
@@ -40,6 +100,9 @@ struct call {
     uint32_t ref_len;
     char refs[];         /* join_ref then ref */
 };
+
+static void issue_notify(struct conn *c, int t, struct span msg, struct span from);
+static void start_notify(struct conn *c, int t, struct span msg, struct span from);
 
 static bool span_eq(struct span a, struct span b)
 {
@@ -67,12 +130,20 @@ const char *sess_device_id(const struct sess *s)
 
 static struct link_dev dev_of(const struct conn *c)
 {
-    return (struct link_dev){ { c->sess->device_id, strlen(c->sess->device_id) }, c->id };
+    const struct sess *s = c->sess;
+    return (struct link_dev){ { s->device_id, strlen(s->device_id) }, c->id,
+                              { (const char *)s->info, s->info_len } };
 }
 
 static bool is_msgpack(const struct conn *c)
 {
     return c->flags & CONN_F_MSGPACK;
+}
+
+static void set_close_reason(struct sess *s, const char *reason)
+{
+    if (!s->close_reason)
+        s->close_reason = reason;
 }
 
 /* Send what phx_encode* left in the worker's scratch buffer (rc is their result). */
@@ -132,11 +203,173 @@ static void reply_ok_empty(struct conn *c, const struct phx_msg *m)
                PHX_MP_EMPTY_MAP);
 }
 
-static void chan_clear(struct sess *s, int t)
+/* ---- shared topics ---- */
+
+static void follow_remove(struct conn *c, struct chan *ch, struct follow *f)
 {
+    struct worker *w = c->w;
+    struct follow **pp = &ch->follows;
+    while (*pp && *pp != f)
+        pp = &(*pp)->cnext;
+    if (*pp)
+        *pp = f->cnext;
+    ch->n_follows--;
+    struct rtopic *t = f->t;
+    if (f->tprev)
+        f->tprev->tnext = f->tnext;
+    else
+        t->head = f->tnext;
+    if (f->tnext)
+        f->tnext->tprev = f->tprev;
+    free(f);
+    if (--t->n == 0) {
+        w->link->ops->unfollow(w->link, t->name);
+        rmap_del(&w->topics, &t->node);
+        free(t);
+    }
+}
+
+static struct follow *follow_find(struct chan *ch, struct span topic)
+{
+    for (struct follow *f = ch->follows; f; f = f->cnext)
+        if (span_eq((struct span){ f->t->name, f->t->node.len }, topic))
+            return f;
+    return NULL;
+}
+
+static void follow_add(struct conn *c, int t, struct span topic)
+{
+    struct worker *w = c->w;
+    struct chan *ch = &c->sess->ch[t];
+    if (!lp_valid_topic((struct lp_span){ (const uint8_t *)topic.p, topic.len })) {
+        LOG(LOG_WARN, "effect_invalid", "conn=%llu device=%s effect=subscribe", (unsigned long long)c->id,
+            c->sess->device_id);
+        return;
+    }
+    if (follow_find(ch, topic))
+        return;
+    if (ch->n_follows >= w->cfg->max_follows) {
+        LOG(LOG_WARN, "follow_limit", "conn=%llu device=%s topic=%.*s", (unsigned long long)c->id,
+            c->sess->device_id, (int)topic.len, topic.p);
+        return;
+    }
+    struct rtopic *rt = (struct rtopic *)rmap_get(&w->topics, topic.p, topic.len);
+    if (!rt) {
+        rt = calloc(1, sizeof(*rt) + topic.len + 1);
+        if (!rt)
+            return;
+        memcpy(rt->name, topic.p, topic.len);
+        rt->node.key = rt->name;
+        rt->node.len = topic.len;
+        if (w->link->ops->follow(w->link, rt->name) != 0 || rmap_put(&w->topics, &rt->node) != 0) {
+            LOG(LOG_WARN, "follow_failed", "topic=%s", rt->name);
+            free(rt);
+            return;
+        }
+    }
+    struct follow *f = calloc(1, sizeof(*f));
+    if (!f) {
+        if (rt->n == 0) {
+            w->link->ops->unfollow(w->link, rt->name);
+            rmap_del(&w->topics, &rt->node);
+            free(rt);
+        }
+        return;
+    }
+    f->t = rt;
+    f->c = c;
+    f->topic = (uint8_t)t;
+    f->tnext = rt->head;
+    if (rt->head)
+        rt->head->tprev = f;
+    rt->head = f;
+    rt->n++;
+    f->cnext = ch->follows;
+    ch->follows = f;
+    ch->n_follows++;
+}
+
+/* ---- timers ---- */
+
+static void timer_free(struct chan *ch, struct timer *tm)
+{
+    struct timer **pp = &ch->timers;
+    while (*pp && *pp != tm)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = tm->next;
+    ch->n_timers--;
+    event_del(&tm->ev);
+    free(tm);
+}
+
+static struct timer *timer_find(struct chan *ch, struct span key)
+{
+    for (struct timer *tm = ch->timers; tm; tm = tm->next)
+        if (tm->key_len == key.len && memcmp(tm->data, key.p, key.len) == 0)
+            return tm;
+    return NULL;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct timer *tm = arg;
+    struct conn *c = tm->c;
+    c->w->stats.timers_fired++;
+    /* a one-shot timer stays filed until the platform cancels it (devicelink-contract §3) */
+    issue_notify(c, tm->topic, (struct span){ (const char *)tm->data + tm->key_len, tm->msg_len },
+                 (struct span){ NULL, 0 });
+}
+
+static void timer_start(struct conn *c, int t, const struct link_effect *e, bool repeat)
+{
+    struct worker *w = c->w;
+    struct chan *ch = &c->sess->ch[t];
+    if (e->ms == 0 || e->ms > INT32_MAX || e->key.len > LP_MAX_KEY || e->payload.len > LP_MAX_MSG)
+        return;
+    struct timer *old = timer_find(ch, e->key);
+    if (old)
+        timer_free(ch, old);
+    if (ch->n_timers >= w->cfg->max_timers) {
+        /* the list is newest first: the oldest filed timer is the last */
+        struct timer *last = ch->timers;
+        while (last->next)
+            last = last->next;
+        LOG(LOG_WARN, "timer_limit", "conn=%llu device=%s", (unsigned long long)c->id, c->sess->device_id);
+        timer_free(ch, last);
+    }
+    struct timer *tm = malloc(sizeof(*tm) + e->key.len + e->payload.len);
+    if (!tm)
+        return;
+    tm->c = c;
+    tm->topic = (uint8_t)t;
+    tm->repeat = repeat;
+    tm->key_len = (uint16_t)e->key.len;
+    tm->msg_len = (uint32_t)e->payload.len;
+    memcpy(tm->data, e->key.p, e->key.len);
+    memcpy(tm->data + e->key.len, e->payload.p, e->payload.len);
+    event_assign(&tm->ev, w->base, -1, repeat ? EV_PERSIST : 0, on_timer, tm);
+    struct timeval tv = { e->ms / 1000, (e->ms % 1000) * 1000 };
+    event_add(&tm->ev, &tv);
+    tm->next = ch->timers;
+    ch->timers = tm;
+    ch->n_timers++;
+}
+
+/* ---- channels ---- */
+
+static void chan_clear(struct conn *c, int t)
+{
+    struct sess *s = c->sess;
     struct chan *ch = &s->ch[t];
     if (ch->join_ref)
         s->n_joined--;
+    while (ch->timers)
+        timer_free(ch, ch->timers);
+    while (ch->follows)
+        follow_remove(c, ch, ch->follows);
     free(ch->join_ref);
     free(ch->session);
     memset(ch, 0, sizeof(*ch));
@@ -164,64 +397,152 @@ static int chan_mark_joined(struct sess *s, int t, struct span join_ref)
     return 0;
 }
 
-static int store_session(struct conn *c, struct chan *ch, struct span session)
+/* Replace *dst with a copy of src (NULL src keeps it). 0, or -1 when too large or out of memory. */
+static int store_blob(struct conn *c, uint8_t **dst, uint32_t *dst_len, struct span src)
 {
-    if (!session.p)
+    if (!src.p)
         return 0;
-    if (session.len > c->w->cfg->max_session) {
+    if (src.len > c->w->cfg->max_session) {
         LOG(LOG_WARN, "session_too_large", "conn=%llu device=%s bytes=%zu", (unsigned long long)c->id,
-            c->sess->device_id, session.len);
+            c->sess ? c->sess->device_id : "", src.len);
         return -1;
     }
     uint8_t *copy = NULL;
-    if (session.len) {
-        copy = malloc(session.len);
+    if (src.len) {
+        copy = malloc(src.len);
         if (!copy)
             return -1;
-        memcpy(copy, session.p, session.len);
+        memcpy(copy, src.p, src.len);
     }
-    free(ch->session);
-    ch->session = copy;
-    ch->session_len = (uint32_t)session.len;
+    free(*dst);
+    *dst = copy;
+    *dst_len = (uint32_t)src.len;
     return 0;
+}
+
+/* The notify queue: self-messages, timers and inbox/topic notifies wait here while a call is in
+ * flight, so the platform sees one call at a time per connection, in order. */
+static void pending_push(struct conn *c, int t, struct span msg, struct span from)
+{
+    struct sess *s = c->sess;
+    if (s->n_pending >= c->w->cfg->max_queued_notifies) {
+        c->w->stats.notifies_dropped++;
+        log_peer("notify_dropped", "conn=%llu device=%s queued=%u", (unsigned long long)c->id, s->device_id,
+                 (unsigned)s->n_pending);
+        return;
+    }
+    struct pending *p = malloc(sizeof(*p) + msg.len + from.len);
+    if (!p) {
+        c->w->stats.notifies_dropped++;
+        return;
+    }
+    p->next = NULL;
+    p->topic = (uint8_t)t;
+    p->msg_len = (uint32_t)msg.len;
+    p->from_len = (uint32_t)from.len;
+    memcpy(p->data, msg.p, msg.len);
+    if (from.len)
+        memcpy(p->data + msg.len, from.p, from.len);
+    if (s->pq_tail)
+        s->pq_tail->next = p;
+    else
+        s->pq_head = p;
+    s->pq_tail = p;
+    s->n_pending++;
+}
+
+static void pending_clear(struct sess *s)
+{
+    while (s->pq_head) {
+        struct pending *p = s->pq_head;
+        s->pq_head = p->next;
+        free(p);
+    }
+    s->pq_tail = NULL;
+    s->n_pending = 0;
+}
+
+/* Called by every completion before conn_call_end: the next queued notify goes first. */
+static void run_pending(struct conn *c)
+{
+    struct sess *s = c->sess;
+    if (!s || !conn_is_open(c) || c->calls > 1)
+        return;
+    while (s->pq_head) {
+        struct pending *p = s->pq_head;
+        s->pq_head = p->next;
+        if (!s->pq_head)
+            s->pq_tail = NULL;
+        s->n_pending--;
+        bool joined = s->ch[p->topic].join_ref != NULL;
+        if (joined)
+            start_notify(c, p->topic, (struct span){ (const char *)p->data, p->msg_len },
+                         (struct span){ (const char *)p->data + p->msg_len, p->from_len });
+        free(p);
+        if (joined)
+            return;
+    }
 }
 
 static void apply_effects(struct conn *c, const struct call *call, const struct link_reply *r)
 {
+    int t = call->topic;
     for (size_t i = 0; i < r->n_effects && conn_is_open(c); i++) {
         const struct link_effect *e = &r->effects[i];
+        struct chan *ch = &c->sess->ch[t];
         switch (e->kind) {
         case LINK_EFF_PUSH: {
-            int t = topic_index(e->topic);
-            if (t < 0 || !c->sess->ch[t].join_ref)
-                break; /* nobody listens on that topic on this socket */
-            struct span jr = { c->sess->ch[t].join_ref, c->sess->ch[t].join_ref_len };
+            if (!ch->join_ref)
+                break; /* the channel went away meanwhile */
+            struct span jr = { ch->join_ref, ch->join_ref_len };
             send_push(c, &jr, NULL, topic_names[t], e->event, e->payload);
             break;
         }
         case LINK_EFF_REPLY:
-            if (call && call->has_ref) {
+            if (call->has_ref) {
                 struct span jr = { call->refs, call->join_ref_len };
                 struct span ref = { call->refs + call->join_ref_len, call->ref_len };
                 char status[16];
                 size_t n = MIN(e->event.len, sizeof(status) - 1);
                 memcpy(status, e->event.p, n);
                 status[n] = 0;
-                send_reply(c, call->join_ref_len ? &jr : NULL, &ref, topic_names[call->topic], status,
-                           e->payload);
+                send_reply(c, call->join_ref_len ? &jr : NULL, &ref, topic_names[t], status, e->payload);
             }
             break;
+        case LINK_EFF_SUBSCRIBE:
+            if (ch->join_ref)
+                follow_add(c, t, e->topic);
+            break;
+        case LINK_EFF_UNSUBSCRIBE: {
+            struct follow *f = follow_find(ch, e->topic);
+            if (f)
+                follow_remove(c, ch, f);
+            break;
+        }
+        case LINK_EFF_SEND_SELF:
+            pending_push(c, t, e->payload, (struct span){ NULL, 0 });
+            break;
+        case LINK_EFF_SEND_AFTER:
+        case LINK_EFF_START_TIMER:
+            if (ch->join_ref)
+                timer_start(c, t, e, e->kind == LINK_EFF_START_TIMER);
+            break;
+        case LINK_EFF_CANCEL_TIMER: {
+            struct timer *tm = timer_find(ch, e->key);
+            if (tm)
+                timer_free(ch, tm);
+            break;
+        }
         case LINK_EFF_CLOSE: {
             char reason[64];
             size_t n = MIN(e->event.len, sizeof(reason) - 1);
             memcpy(reason, e->event.p, n);
             reason[n] = 0;
-            conn_close(c, e->code ? e->code : 1000, reason);
+            set_close_reason(c->sess, "platform_close");
+            conn_close(c, e->code >= 1000 && e->code <= 4999 ? e->code : 1000, reason);
             break;
         }
-        default:
-            /* subscriptions and timers arrive with the NATS link */
-            LOG(LOG_DEBUG, "effect_ignored", "conn=%llu kind=%d", (unsigned long long)c->id, (int)e->kind);
+        case LINK_EFF_SCROLLBACK:
             break;
         }
     }
@@ -229,13 +550,13 @@ static void apply_effects(struct conn *c, const struct call *call, const struct 
 
 static struct call *call_new(struct conn *c, int t, const struct phx_msg *m)
 {
-    size_t jl = m->has_join_ref ? m->join_ref.len : 0, rl = m->has_ref ? m->ref.len : 0;
+    size_t jl = m && m->has_join_ref ? m->join_ref.len : 0, rl = m && m->has_ref ? m->ref.len : 0;
     struct call *call = malloc(sizeof(*call) + jl + rl);
     if (!call)
         return NULL;
     call->c = c;
     call->topic = (uint8_t)t;
-    call->has_ref = m->has_ref;
+    call->has_ref = m && m->has_ref;
     call->join_ref_len = (uint32_t)jl;
     call->ref_len = (uint32_t)rl;
     if (jl)
@@ -245,30 +566,60 @@ static struct call *call_new(struct conn *c, int t, const struct phx_msg *m)
     return call;
 }
 
+static void call_done(struct call *call)
+{
+    struct conn *c = call->c;
+    free(call);
+    run_pending(c);
+    conn_call_end(c);
+}
+
+static void note_failure(struct conn *c, const char *call, const struct link_reply *r)
+{
+    c->w->stats.link_failures++;
+    log_peer("platform_call_failed", "conn=%llu device=%s call=%s status=%s reason=\"%.*s\"",
+             (unsigned long long)c->id, c->sess ? c->sess->device_id : "", call,
+             r->status == LINK_REFUSED ? "refused" : "unavailable", (int)MIN(r->reason.len, 200), r->reason.p);
+}
+
 static void on_join_done(void *arg, const struct link_reply *r)
 {
     struct call *call = arg;
     struct conn *c = call->c;
     if (conn_is_open(c) && c->sess) {
+        struct sess *s = c->sess;
         struct span jr = { call->refs, call->join_ref_len };
         struct span ref = { call->refs + call->join_ref_len, call->ref_len };
-        struct chan *ch = &c->sess->ch[call->topic];
-        if (r->status == LINK_OK && store_session(c, ch, r->session) == 0) {
-            if (chan_mark_joined(c->sess, call->topic, jr) == 0) {
+        struct chan *ch = &s->ch[call->topic];
+        if (r->status == LINK_OK && store_blob(c, &ch->session, &ch->session_len, r->session) == 0) {
+            if (chan_mark_joined(s, call->topic, jr) == 0) {
                 send_reply(c, &jr, call->has_ref ? &ref : NULL, topic_names[call->topic], "ok",
                            r->response.p ? r->response : PHX_MP_EMPTY_MAP);
+                if (call->topic == T_DEVICE && r->fw.p && r->fw.len <= 64) {
+                    char *fw = malloc(r->fw.len + 1);
+                    if (fw) {
+                        memcpy(fw, r->fw.p, r->fw.len);
+                        fw[r->fw.len] = 0;
+                        free(s->fw);
+                        s->fw = fw;
+                        if (c->w->reg && s->in_registry)
+                            reg_set_fw(c->w->reg, &s->reg, (struct span){ fw, r->fw.len });
+                    }
+                }
                 apply_effects(c, call, r);
             } else {
                 conn_close(c, 1011, "out of memory");
             }
         } else {
+            if (r->status != LINK_OK)
+                note_failure(c, "join", r);
             /* without a platform answer, NervesHub's device join failure (§3.3.2) */
-            struct span resp = r->response.p ? r->response : mp_map1(c, "error", "could not connect");
+            struct span resp = r->status == LINK_REFUSED && r->response.p ? r->response
+                                                                          : mp_map1(c, "error", "could not connect");
             send_reply(c, &jr, call->has_ref ? &ref : NULL, topic_names[call->topic], "error", resp);
         }
     }
-    free(call);
-    conn_call_end(c);
+    call_done(call);
 }
 
 static void on_message_done(void *arg, const struct link_reply *r)
@@ -278,41 +629,117 @@ static void on_message_done(void *arg, const struct link_reply *r)
     if (conn_is_open(c) && c->sess) {
         struct chan *ch = &c->sess->ch[call->topic];
         if (r->status == LINK_OK) {
-            if (store_session(c, ch, r->session) != 0)
+            if (!ch->join_ref) {
+                /* left or rejoined meanwhile: this answer belongs to a channel that is gone */
+            } else if (store_blob(c, &ch->session, &ch->session_len, r->session) != 0) {
                 conn_close(c, 1011, "session too large");
-            else
+            } else {
                 apply_effects(c, call, r);
+            }
         } else {
-            LOG(LOG_INFO, "platform_call_failed", "conn=%llu device=%s call=message", (unsigned long long)c->id,
-                c->sess->device_id);
+            note_failure(c, "message", r);
         }
     }
-    free(call);
-    conn_call_end(c);
+    call_done(call);
 }
 
-static void on_connect_done(void *arg, const struct link_reply *r)
+static void issue_notify(struct conn *c, int t, struct span msg, struct span from)
 {
-    struct conn *c = arg;
-    if (conn_is_open(c) && r->status != LINK_OK) {
-        LOG(LOG_INFO, "platform_connect_failed", "conn=%llu device=%s", (unsigned long long)c->id,
-            c->sess ? c->sess->device_id : "");
-        conn_close(c, 1011, "platform connect failed");
+    struct sess *s = c->sess;
+    if (!s || !conn_is_open(c) || !s->ch[t].join_ref)
+        return;
+    if (c->calls > 0 || s->pq_head) {
+        pending_push(c, t, msg, from);
+        return;
     }
-    conn_call_end(c);
+    start_notify(c, t, msg, from);
 }
 
-struct sess *sess_new(struct conn *c, struct span device_id)
+static void start_notify(struct conn *c, int t, struct span msg, struct span from)
 {
-    size_t n = MIN(device_id.len, 255);
+    struct sess *s = c->sess;
+    struct call *call = call_new(c, t, NULL);
+    if (!call) {
+        c->w->stats.notifies_dropped++;
+        return;
+    }
+    struct chan *ch = &s->ch[t];
+    struct link_dev d = dev_of(c);
+    conn_call_begin(c);
+    c->w->link->ops->notify(c->w->link, &d, topic_names[t],
+                            (struct span){ (const char *)ch->session, ch->session_len }, msg, from,
+                            on_message_done, call);
+}
+
+/* ---- the registry ---- */
+
+static void on_claim(void *arg, enum reg_result r, const struct reg_prev *prev)
+{
+    struct sess *s = arg;
+    struct conn *c = s->c;
+    struct worker *w = c->w;
+    if (r != REG_CLAIMED_PREV || !prev)
+        return;
+    bool same_gw = prev->gw.len == strlen(w->cfg->gateway_id) &&
+                   memcmp(prev->gw.p, w->cfg->gateway_id, prev->gw.len) == 0;
+    if (same_gw && prev->worker == (unsigned)w->index) {
+        /* a local older connection was kicked when this one entered the device map */
+        return;
+    }
+    w->stats.kicks_sent++;
+    LOG(LOG_INFO, "duplicate_kick", "conn=%llu device=%s prev_gateway=%.*s prev_worker=%u prev_conn=%llu",
+        (unsigned long long)c->id, s->device_id, (int)prev->gw.len, prev->gw.p, prev->worker,
+        (unsigned long long)prev->cref);
+    w->link->ops->kick(w->link, prev->gw, prev->worker, (struct span){ s->device_id, strlen(s->device_id) },
+                       prev->cref);
+}
+
+void sess_on_registry_conflict(void *arg, struct reg_entry *e)
+{
+    (void)arg;
+    struct sess *s = (struct sess *)((char *)e - offsetof(struct sess, reg));
+    LOG(LOG_INFO, "registry_conflict", "conn=%llu device=%s", (unsigned long long)s->c->id, s->device_id);
+    set_close_reason(s, "kicked");
+    conn_close(s->c, 1001, "");
+}
+
+/* ---- session lifecycle ---- */
+
+struct sess *sess_new(struct conn *c, struct span device_id, struct span info)
+{
+    struct worker *w = c->w;
+    size_t n = MIN(device_id.len, LP_MAX_ID);
     struct sess *s = calloc(1, sizeof(*s) + n + 1);
     if (!s)
         return NULL;
     memcpy(s->device_id, device_id.p, n);
+    s->c = c;
+    if (store_blob(c, &s->info, &s->info_len, info) != 0) {
+        free(s);
+        return NULL;
+    }
     c->sess = s;
-    struct link_dev d = dev_of(c);
-    conn_call_begin(c);
-    c->w->link->ops->connect(c->w->link, &d, on_connect_done, c);
+    /* the newer connection of a device wins (device-protocol.md §4.3) */
+    struct rnode *old = rmap_get(&w->devs, s->device_id, n);
+    if (old) {
+        struct sess *os = (struct sess *)((char *)old - offsetof(struct sess, node));
+        rmap_del(&w->devs, old);
+        os->in_map = false;
+        w->stats.kicks_local++;
+        set_close_reason(os, "kicked");
+        conn_close(os->c, 1001, "");
+    }
+    s->node.key = s->device_id;
+    s->node.len = n;
+    s->in_map = rmap_put(&w->devs, &s->node) == 0;
+    if (w->reg) {
+        s->reg.dev = (struct span){ s->device_id, n };
+        s->reg.peer = (struct span){ c->peer, strlen(c->peer) };
+        s->reg.cref = c->id;
+        s->reg.at_ms = worker_wall_ms();
+        s->in_registry = true;
+        reg_claim(w->reg, &s->reg, on_claim, s);
+    }
     return s;
 }
 
@@ -321,12 +748,27 @@ void sess_free(struct conn *c, const char *reason)
     struct sess *s = c->sess;
     if (!s)
         return;
+    struct worker *w = c->w;
     struct link_dev d = dev_of(c);
-    c->w->link->ops->disconnect(c->w->link, &d, reason);
+    (void)reason; /* free text for logs; the platform gets one of LINK.md §4.3's reasons */
+    w->link->ops->disconnect(w->link, &d, s->close_reason ? s->close_reason : "closed");
     for (int t = 0; t < T_COUNT; t++)
-        chan_clear(s, t);
+        chan_clear(c, t);
+    pending_clear(s);
+    if (s->in_registry)
+        reg_release(w->reg, &s->reg);
+    if (s->in_map)
+        rmap_del(&w->devs, &s->node);
+    free(s->info);
+    free(s->fw);
     free(s);
     c->sess = NULL;
+}
+
+void sess_set_close_reason(struct conn *c, const char *reason)
+{
+    if (c->sess)
+        set_close_reason(c->sess, reason);
 }
 
 static void handle_join(struct conn *c, const struct phx_msg *m, int t)
@@ -340,7 +782,7 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     if (s->ch[t].join_ref) {
         /* Phoenix shuts the old channel down first; the client sees its phx_close */
         send_phx_close(c, t);
-        chan_clear(s, t);
+        chan_clear(c, t);
     } else if (s->n_joined >= c->w->cfg->max_channels) {
         reply_error_reason(c, m, "too many channels joined");
         return;
@@ -365,8 +807,7 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     }
     struct link_dev d = dev_of(c);
     conn_call_begin(c);
-    c->w->link->ops->join(c->w->link, &d, topic_names[t], (struct span){ NULL, 0 }, m->payload, on_join_done,
-                          call);
+    c->w->link->ops->join(c->w->link, &d, topic_names[t], m->payload, on_join_done, call);
 }
 
 static void handle_event(struct conn *c, const struct phx_msg *m, int t)
@@ -393,6 +834,8 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
     if (rc != 0) {
         log_peer("phx_decode_failed", "conn=%llu device=%s error=\"%s\"", (unsigned long long)c->id,
                  c->sess ? c->sess->device_id : "", phx_strerror(rc));
+        if (c->sess)
+            set_close_reason(c->sess, "protocol_error");
         return rc == PHX_ERR_NOMEM ? 1011 : 1007;
     }
     c->w->stats.phx_in++;
@@ -400,6 +843,7 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
         phx_msg_free(&m);
         return 1011;
     }
+    c->sess->active = true;
     int t = topic_index(m.topic);
     if (span_is(m.topic, "phoenix") && span_is(m.event, "heartbeat")) {
         reply_ok_empty(c, &m);
@@ -417,11 +861,121 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
         reply_ok_empty(c, &m);
         if (conn_is_open(c)) {
             send_phx_close(c, t);
-            chan_clear(c->sess, t);
+            chan_clear(c, t);
         }
     } else {
         handle_event(c, &m, t);
     }
     phx_msg_free(&m);
     return 0;
+}
+
+/* ---- what arrives unasked: the worker inbox and shared topics ---- */
+
+static struct sess *find_dev(struct worker *w, struct lp_span dev)
+{
+    struct rnode *n = rmap_get(&w->devs, (const char *)dev.p, dev.n);
+    return n ? (struct sess *)((char *)n - offsetof(struct sess, node)) : NULL;
+}
+
+static int on_inbox(void *arg, const struct lp_inbox *m)
+{
+    struct worker *w = arg;
+    struct sess *s = find_dev(w, m->dev);
+    if (!s || (m->has_cref && m->cref != s->c->id) || !conn_is_open(s->c))
+        return LP_IST_GONE;
+    struct conn *c = s->c;
+    w->stats.inbox_in++;
+    switch (m->kind) {
+    case LP_IN_KICK:
+        w->stats.kicks_received++;
+        set_close_reason(s, "kicked");
+        conn_close(c, m->code ? m->code : 1001, "");
+        return LP_IST_OK;
+    case LP_IN_PUSH:
+    case LP_IN_NOTIFY: {
+        int t = topic_index((struct span){ (const char *)m->topic.p, m->topic.n });
+        if (t < 0 || !s->ch[t].join_ref)
+            return LP_IST_NOT_JOINED;
+        if (m->kind == LP_IN_NOTIFY) {
+            issue_notify(c, t, (struct span){ (const char *)m->msg.p, m->msg.n }, (struct span){ NULL, 0 });
+        } else {
+            struct span jr = { s->ch[t].join_ref, s->ch[t].join_ref_len };
+            send_push(c, &jr, NULL, topic_names[t], (struct span){ (const char *)m->event.p, m->event.n },
+                      (struct span){ (const char *)m->payload.p, m->payload.n });
+        }
+        return LP_IST_OK;
+    }
+    }
+    return LP_IST_GONE;
+}
+
+static void on_topic(void *arg, struct span topic, const struct lp_topic_msg *m)
+{
+    struct worker *w = arg;
+    struct rtopic *rt = (struct rtopic *)rmap_get(&w->topics, topic.p, topic.len);
+    if (!rt)
+        return;
+    w->stats.topic_in++;
+    /* the follower list may change under notify completions that run synchronously (the local
+     * link), so walk a snapshot of the next pointer */
+    for (struct follow *f = rt->head, *next; f; f = next) {
+        next = f->tnext;
+        struct conn *c = f->c;
+        struct sess *s = c->sess;
+        if (!s || !conn_is_open(c) || !s->ch[f->topic].join_ref)
+            continue;
+        if (m->kind == LP_TOPIC_NOTIFY) {
+            issue_notify(c, f->topic, (struct span){ (const char *)m->msg.p, m->msg.n }, topic);
+            continue;
+        }
+        if (m->skip_fw.n && s->fw && strlen(s->fw) == m->skip_fw.n && memcmp(s->fw, m->skip_fw.p, m->skip_fw.n) == 0)
+            continue;
+        struct span jr = { s->ch[f->topic].join_ref, s->ch[f->topic].join_ref_len };
+        send_push(c, &jr, NULL, topic_names[f->topic], (struct span){ (const char *)m->event.p, m->event.n },
+                  (struct span){ (const char *)m->payload.p, m->payload.n });
+        w->stats.fanout_pushes++;
+    }
+}
+
+void sess_attach_sink(struct worker *w)
+{
+    w->link->sink.inbox = on_inbox;
+    w->link->sink.topic = on_topic;
+    w->link->sink.arg = w;
+}
+
+/* ---- batched last-seen heartbeats (LINK.md §4.7) ---- */
+
+#define HB_BATCH 512
+
+/* Called once a second: sweeps the device map so that every bucket is visited once per
+ * heartbeat interval; a device that sent anything since its last heartbeat is reported. The
+ * sweep's position relative to a device's connect time is what spreads heartbeats out. */
+void sess_heartbeat_tick(struct worker *w)
+{
+    if (!w->devs.nb)
+        return;
+    uint64_t period_s = w->cfg->link_heartbeat_ms / 1000;
+    if (period_s == 0)
+        period_s = 1;
+    size_t per_tick = (w->devs.nb + period_s - 1) / period_s;
+    struct link_dev batch[HB_BATCH];
+    size_t n = 0;
+    for (size_t i = 0; i < per_tick; i++) {
+        size_t b = w->hb_cursor++ % w->devs.nb;
+        for (struct rnode *node = rmap_bucket(&w->devs, b); node; node = node->next) {
+            struct sess *s = (struct sess *)((char *)node - offsetof(struct sess, node));
+            if (!s->active)
+                continue;
+            s->active = false;
+            batch[n++] = dev_of(s->c);
+            if (n == HB_BATCH) {
+                w->link->ops->heartbeat(w->link, batch, n);
+                n = 0;
+            }
+        }
+    }
+    if (n)
+        w->link->ops->heartbeat(w->link, batch, n);
 }

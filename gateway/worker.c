@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@
 
 #include "config.h"
 #include "link.h"
+#include "registry.h"
+#include "session.h"
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
@@ -30,6 +33,13 @@ uint64_t worker_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t worker_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
@@ -148,6 +158,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             event_base_loopbreak(w->base);
         return;
     }
+    if (now - w->hb_last_ms >= 1000) {
+        w->hb_last_ms = now;
+        sess_heartbeat_tick(w);
+    }
     refill(w, now);
     if (w->accept_paused && w->tokens >= 1.0) {
         w->accept_paused = false;
@@ -204,7 +218,42 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80])
         LOG(LOG_ERROR, "worker_init_failed", "error=\"%s\"", w->tls ? "event_base_new" : err);
         exit(3);
     }
-    w->link = link_local_new();
+    /* connection refs must not repeat across worker restarts (proto/LINK.md §1); below 2^53 so
+     * that every JSON and JavaScript consumer reads them exactly */
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)getpid() << 20;
+    w->next_conn_id = r & ((1ULL << 52) - 1);
+    if (cfg->link == CFG_LINK_NATS) {
+        w->link = link_nats_new(w->base, cfg, (unsigned)index);
+        if (!w->link) {
+            LOG(LOG_ERROR, "worker_init_failed", "error=\"NATS link\" nats_url=%s", cfg->nats_url);
+            exit(3);
+        }
+    } else {
+        w->link = link_local_new();
+    }
+    sess_attach_sink(w);
+    if (cfg->redis) {
+        char host[256];
+        int port = 6379;
+        snprintf(host, sizeof(host), "%s", cfg->redis);
+        char *colon = strrchr(host, ':');
+        if (colon) {
+            *colon = 0;
+            port = atoi(colon + 1);
+        }
+        struct reg_opts ro = { .host = host, .port = port, .prefix = cfg->link_prefix,
+                               .gateway_id = cfg->gateway_id, .worker = (unsigned)index,
+                               .ttl_ms = (uint32_t)MIN(cfg->registry_ttl_ms, UINT32_MAX),
+                               .keep_alive_key = index == 0 };
+        w->reg = reg_new(w->base, &ro);
+        if (!w->reg) {
+            LOG(LOG_ERROR, "worker_init_failed", "error=\"registry\" redis=%s", cfg->redis);
+            exit(3);
+        }
+        reg_set_conflict_cb(w->reg, sess_on_registry_conflict, w);
+    }
     w->z = ws_zctx_new(cfg->deflate_level);
     w->rbuf = xmalloc(WORKER_RBUF_SIZE);
     if (!w->z) {

@@ -9,10 +9,12 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "rmap.h"
 
 struct cfg;
 struct event_base;
 struct link;
+struct reg;
 struct tls_ctx;
 struct ws_zctx;
 
@@ -23,6 +25,9 @@ struct worker_stats {
     uint64_t accepted, accept_limited, accept_emfile, sessions, handshakes_ok, handshakes_failed,
         resumed, upgrades_101, upgrades_rejected, closed, frames_in, frames_out, bytes_in, bytes_out,
         phx_in, phx_out, timeouts;
+    /* the link and sessions (session.c) */
+    uint64_t link_failures, notifies_dropped, timers_fired, kicks_local, kicks_sent, kicks_received, inbox_in,
+        topic_in, fanout_pushes;
 };
 
 struct conn_list {
@@ -37,6 +42,11 @@ struct worker {
     struct event_base *base;
     struct tls_ctx *tls;
     struct link *link;
+    struct reg *reg;          /* registry client; NULL without --redis */
+    struct rmap devs;         /* device id → its session on this worker */
+    struct rmap topics;       /* shared topic → the channels following it */
+    size_t hb_cursor;         /* platform heartbeat sweep position in devs */
+    uint64_t hb_last_ms;
     struct ws_zctx *z;
     uint64_t next_conn_id;
     /* one list per timeout class, each kept in deadline order (FIFO: uniform timeout) */
@@ -63,6 +73,8 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80]) 
 
 /* Monotonic milliseconds (vDSO clock, cheap enough to read per event). */
 uint64_t worker_now_ms(void);
+/* Wall-clock Unix milliseconds (for records other hosts read). */
+uint64_t worker_wall_ms(void);
 
 void conn_list_push(struct conn_list *l, struct conn *c);
 void conn_list_remove(struct conn_list *l, struct conn *c);

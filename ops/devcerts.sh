@@ -22,6 +22,10 @@ FILES="device-ca.pem device-ca.key device-ca2.pem device-ca2.key other-ca.pem ot
   device-3.key device-4.pem device-4.key device-5.pem device-5.key device-expired.pem
   device-expired.key device-other.pem device-other.key device-selfsigned.pem
   device-selfsigned.key ticket.key"
+# More devices of the first CA (device-6 .. device-40), for tests that hold many sessions at once:
+# a device's newer connection closes its older one, so concurrent sessions need distinct devices.
+EXTRA_DEVICES=$(seq 6 40)
+for i in $EXTRA_DEVICES; do FILES="$FILES device-$i.pem device-$i.key"; done
 
 all_present() {
   [ -f "$out/.complete" ] || return 1
@@ -130,7 +134,7 @@ leaf server localhost server-ca v3_server
 leaf server-rsa localhost server-ca v3_server rsa
 leaf server2 nhgw-rotated server-ca v3_server
 
-for i in 1 2 3 4; do leaf "device-$i" "device-$i" device-ca v3_device; done
+for i in 1 2 3 4 $EXTRA_DEVICES; do leaf "device-$i" "device-$i" device-ca v3_device; done
 leaf device-5 device-5 device-ca2 v3_device
 leaf device-other device-other other-ca v3_device
 

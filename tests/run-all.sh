@@ -44,6 +44,17 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "$B/unit-asan" 2>&1 | tee "$B/test-logs/unit-asan.log" | grep -vE '^ok ' || true
 count_unit "$B/test-logs/unit-asan.log"
 
+# Component tests: natsc against real nats-servers, the registry against real redis-servers.
+for comp in natsc registry; do
+    stage "$comp tests (optimised)"
+    "$B/$comp-test" 2>&1 | tee "$B/test-logs/$comp.log" | grep -vE '^ok ' || true
+    count_unit "$B/test-logs/$comp.log"
+    stage "$comp tests (ASan+UBSan)"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        "$B/$comp-test-asan" 2>&1 | tee "$B/test-logs/$comp-asan.log" | grep -vE '^ok ' || true
+    count_unit "$B/test-logs/$comp-asan.log"
+done
+
 stage "fuzz corpus replay (libFuzzer, ASan+UBSan)"
 for f in "$B"/fuzz/fuzz_*; do
     [ -x "$f" ] || continue

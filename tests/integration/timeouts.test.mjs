@@ -105,9 +105,10 @@ describe('timeouts', () => {
   });
 
   it('heartbeats every 500 ms keep a socket open; so do WebSocket pings', async () => {
-    const hb = await wsConnect(gw.port);
-    const pinger = await wsConnect(gw.port);
-    const idle = await wsConnect(gw.port);
+    // distinct devices: a device's newer connection would close its older one
+    const hb = await wsConnect(gw.port, { device: 'device-1' });
+    const pinger = await wsConnect(gw.port, { device: 'device-2' });
+    const idle = await wsConnect(gw.port, { device: 'device-3' });
     try {
       for (let i = 0; i < 9; i++) {
         await sleep(500);

@@ -7,7 +7,10 @@ import { after, before, describe } from 'node:test';
 import { startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
 import { connectPhx, DEVICE_JOIN } from './lib/phx.mjs';
 
-const DEVICES = ['device-1', 'device-2', 'device-3', 'device-4', 'device-5'];
+// Concurrent sessions need distinct devices: a device's newer connection closes its older one.
+const DEVICES = ['device-1', 'device-2', 'device-3', 'device-4', 'device-5'].concat(
+  Array.from({ length: 35 }, (_, i) => `device-${i + 6}`),
+);
 
 /** True while `pid` exists and is not a zombie. */
 function alive(pid) {
@@ -62,7 +65,7 @@ describe('workers', () => {
     await sleep(200);
 
     // New connections keep working while the master respawns the worker.
-    for (let i = 0; i < 10; i++) clients.push(await session(gw.port, i));
+    for (let i = 20; i < 30; i++) clients.push(await session(gw.port, i));
 
     const line = await gw.waitForLog(new RegExp(`event=worker_started\\b.*\\bworker=${victimIdx}\\b`), 5000, logMark);
     const newPid = gw.workerPids().get(victimIdx);
@@ -83,7 +86,7 @@ describe('workers', () => {
     }
 
     // And after the respawn, 10 more (some land on the new worker).
-    for (let i = 0; i < 10; i++) clients.push(await session(gw.port, i));
+    for (let i = 30; i < 40; i++) clients.push(await session(gw.port, i));
     const other = [...pidsBefore.entries()].find(([idx]) => idx !== victimIdx);
     assert.equal(gw.workerPids().get(other[0]), other[1], 'the surviving worker was not restarted');
   });

@@ -59,7 +59,8 @@ export const msgpackSerializer = {
 /**
  * Connect a Phoenix Socket and wait for it to open.
  * opts: device ('device-1'; null for none), msgpack (vsn 3.0.0), vsn (overrides), path ('/socket'),
- * perMessageDeflate (true), servername, heartbeatIntervalMs (30000), timeout (ms for open, 5000).
+ * perMessageDeflate (true), servername, headers (extra upgrade request headers), heartbeatIntervalMs
+ * (30000), timeout (ms for open, 5000).
  * Returns a PhxClient.
  */
 export async function connectPhx(port, opts = {}) {
@@ -70,6 +71,7 @@ export async function connectPhx(port, opts = {}) {
     handshakeTimeout: 5000,
   };
   if (opts.servername) wsOpts.servername = opts.servername;
+  if (opts.headers) wsOpts.headers = opts.headers; // e.g. the x-nh-* shared-secret headers
   const sockOpts = {
     transport: transportWith(wsOpts),
     vsn: opts.vsn ?? (opts.msgpack ? '3.0.0' : '2.0.0'),

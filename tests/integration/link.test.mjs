@@ -1,0 +1,391 @@
+// The NATS link (proto/LINK.md) against a real nats-server and a scriptable platform written in
+// JavaScript (lib/fakeplatform.mjs), with real devices (the official Phoenix client and the raw
+// client): auth/connect/join/message/notify/disconnect/heartbeat, every effect, the worker inbox,
+// shared topics, ordering and back-pressure, and platform/NATS outages.
+import { after, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { encode } from '@msgpack/msgpack';
+import { startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
+import { connectPhx, DEVICE_JOIN, EXTENSIONS_JOIN } from './lib/phx.mjs';
+import { attemptUpgrade } from './lib/rawws.mjs';
+import { FakePlatform, bin, str } from './lib/fakeplatform.mjs';
+import { startNats } from './lib/stack.mjs';
+
+const GW_ID = 'gw-link-test';
+
+describe('NATS link with a scripted platform', () => {
+  let nats, gw, plat;
+  const it = gwTest(() => gw);
+
+  before(async () => {
+    nats = await startNats();
+    plat = await new FakePlatform(nats.url).start();
+    gw = await startGateway({
+      args: ['--link', 'nats', '--nats-url', nats.url, '--gateway-id', GW_ID, '--link-timeout', '1500ms',
+        '--link-heartbeat', '1s'],
+    });
+    await gw.waitForLog(/event=nats_connected/, 10000);
+  });
+  after(async () => {
+    await gw?.stop();
+    await plat?.stop();
+    await nats?.stop();
+  });
+
+  it('auth carries the certificate identity; connect and join follow with the platform blobs', async () => {
+    plat.calls = [];
+    const c = await connectPhx(gw.port, { device: 'device-1' });
+    try {
+      const auth = plat.of('auth')[0].req;
+      assert.equal(auth.v, 1);
+      assert.equal(auth.gw, GW_ID);
+      assert.equal(auth.w, 0);
+      assert.match(auth.fp, /^[0-9A-F]{40}$/);
+      assert.ok(auth.der instanceof Uint8Array && auth.der.length > 100, 'DER as bin');
+      assert.equal(auth.cn, 'device-1');
+      assert.match(auth.peer, /^127\.0\.0\.1:\d+$/);
+      const conn = plat.of('connect')[0].req;
+      assert.equal(conn.dev, 'device-1');
+      assert.equal(str(conn.s), 'info:device-1');
+      assert.equal(conn.cref, auth.cref);
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'ok');
+      const join = plat.of('join')[0].req;
+      assert.equal(join.topic, 'device');
+      assert.equal(str(join.s), 'info:device-1+connected', 'join gets the info connect returned');
+      assert.deepEqual(join.p, DEVICE_JOIN, 'join payload carried as sent');
+    } finally {
+      await c.disconnect();
+    }
+    const d = await plat.waitCall('disconnect', (r) => r.dev === 'device-1');
+    assert.equal(d.req.reason, 'closed');
+    assert.equal(str(d.req.s), 'info:device-1+connected');
+  });
+
+  it('a refusal is a 401 with the platform reason; no certificate and no secret never reaches it', async () => {
+    plat.handlers.auth = () => ({ v: 1, st: 'refused', reason: 'unknown device certificate' });
+    try {
+      const r = await attemptUpgrade(gw.port, 'device-2');
+      assert.equal(r.outcome, 'http');
+      assert.equal(r.res.status, 401);
+      assert.equal(r.res.headers['nh-connection-error-reason'], 'unknown device certificate');
+      r.conn.destroy();
+      const before = plat.of('auth').length;
+      const none = await attemptUpgrade(gw.port, null);
+      assert.equal(none.res.status, 401);
+      assert.match(none.res.headers['nh-connection-error-reason'], /no certificate pair or shared secrets/);
+      none.conn.destroy();
+      assert.equal(plat.of('auth').length, before);
+    } finally {
+      delete plat.handlers.auth;
+    }
+  });
+
+  it('shared-secret headers go to the platform whole, names lower-cased', async () => {
+    let seen;
+    plat.handlers.auth = (req) => {
+      seen = req;
+      return { v: 1, st: 'refused', reason: 'bad signature' };
+    };
+    try {
+      const headers = {
+        'X-NH-Alg': 'NH1-HMAC-sha256-1000-32', 'x-nh-key': 'nhp_k', 'x-nh-time': '1767225600',
+        'x-nh-signature': 'SFMyNTY.abc.def', 'X-Other': 'kept',
+      };
+      const r = await attemptUpgrade(gw.port, null, {}, { headers });
+      assert.equal(r.res.status, 401);
+      assert.equal(r.res.headers['nh-connection-error-reason'], 'bad signature');
+      r.conn.destroy();
+      assert.equal(seen.fp, undefined, 'no certificate fields without a certificate');
+      assert.deepEqual(seen.x, {
+        'x-nh-alg': 'NH1-HMAC-sha256-1000-32', 'x-nh-key': 'nhp_k', 'x-nh-time': '1767225600',
+        'x-nh-signature': 'SFMyNTY.abc.def', 'x-other': 'kept',
+      });
+    } finally {
+      delete plat.handlers.auth;
+    }
+  });
+
+  it('device messages reach the platform one at a time, in order, each with the previous session', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-3' });
+    try {
+      let n = 0;
+      plat.handlers.message = async () => {
+        await sleep(60);
+        n += 1;
+        return { v: 1, st: 'ok', s: bin(`s${n}`) };
+      };
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'ok');
+      const from = plat.of('message').length;
+      for (let i = 0; i < 8; i++) j.channel.push('status_update', { status: 'updating', seq: i });
+      await waitFor(() => plat.of('message').length >= from + 8, 10000, '8 messages at the platform');
+      const msgs = plat.of('message').slice(from);
+      assert.deepEqual(msgs.map((m) => m.req.p.seq), [0, 1, 2, 3, 4, 5, 6, 7]);
+      assert.equal(str(msgs[0].req.s), 's0', 'first message carries the join session');
+      for (let i = 1; i < msgs.length; i++) {
+        assert.equal(str(msgs[i].req.s), `s${i}`, 'each call carries the session the previous returned');
+        assert.ok(msgs[i].at >= msgs[i - 1].answeredAt, 'never two calls in flight');
+      }
+    } finally {
+      delete plat.handlers.message;
+      await c.disconnect();
+    }
+  });
+
+  it('effects: push, reply, send_self, send_after, start_timer, cancel_timer, close', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-4' });
+    try {
+      plat.handlers.join = (req) =>
+        req.topic === 'extensions'
+          ? { v: 1, st: 'ok', r: ['health'], s: bin('x0'), fx: [['push', 'health:check', {}], ['send_self', bin('self-1')]] }
+          : undefined;
+      const ext = await c.join('extensions', EXTENSIONS_JOIN);
+      assert.equal(ext.status, 'ok');
+      assert.deepEqual(ext.response, ['health']);
+      assert.ok(await c.waitMessage((m) => m.topic === 'extensions' && m.event === 'health:check'));
+      const self = await plat.waitCall('notify', (r) => r.topic === 'extensions' && str(r.msg) === 'self-1');
+      assert.equal(str(self.req.s), 'x0');
+
+      // reply to the push that caused the call (extensions' "detach")
+      plat.handlers.message = () => ({ v: 1, st: 'ok', fx: [['reply', 'error', 'detach']] });
+      const got = await new Promise((resolve) => {
+        ext.channel.push('geo:location:update', {}).receive('error', (r) => resolve(r)).receive('ok', () => resolve('ok'));
+      });
+      assert.equal(got, 'detach');
+
+      // timers: a one-shot after 300 ms and a repeating one every 100 ms, then cancelled
+      const t0 = Date.now();
+      plat.handlers.message = () => ({
+        v: 1, st: 'ok',
+        fx: [['send_after', bin('k1'), bin('once'), 300], ['start_timer', bin('k2'), bin('tick'), 100]],
+      });
+      ext.channel.push('health:attached', {});
+      const once = await plat.waitCall('notify', (r) => str(r.msg) === 'once', 3000);
+      assert.ok(once.at - t0 >= 280, `send_after fired after ${once.at - t0} ms`);
+      await waitFor(() => plat.of('notify').filter((x) => str(x.req.msg) === 'tick').length >= 3, 3000, '3 ticks');
+      plat.handlers.message = () => ({ v: 1, st: 'ok', fx: [['cancel_timer', bin('k2')]] });
+      ext.channel.push('health:detached', {});
+      await plat.waitCall('message', (r) => r.ev === 'health:detached');
+      await sleep(150);
+      const ticks = plat.of('notify').filter((x) => str(x.req.msg) === 'tick').length;
+      await sleep(400);
+      assert.equal(plat.of('notify').filter((x) => str(x.req.msg) === 'tick').length, ticks, 'cancelled');
+
+      // close
+      plat.handlers.message = () => ({ v: 1, st: 'ok', fx: [['close', 4001, 'go away']] });
+      ext.channel.push('health:report', {});
+      const ev = await c.waitClose(3000);
+      assert.equal(ev?.code, 4001);
+      const d = await plat.waitCall('disconnect', (r) => r.dev === 'device-4');
+      assert.equal(d.req.reason, 'platform_close');
+    } finally {
+      delete plat.handlers.join;
+      delete plat.handlers.message;
+      await c.disconnect();
+    }
+  });
+
+  it('the worker inbox pushes, notifies and kicks by device id and connection ref', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-1' });
+    try {
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'ok');
+      const cref = plat.of('connect').filter((x) => x.req.dev === 'device-1').pop().req.cref;
+      const inbox = `nh.gw.${GW_ID}.0`;
+      const ok = await plat.send(inbox, { v: 1, k: 'push', dev: 'device-1', topic: 'device', ev: 'identify', p: {} }, { request: true });
+      assert.equal(ok.st, 'ok');
+      const m = await c.waitMessage((x) => x.topic === 'device' && x.event === 'identify');
+      assert.ok(m, 'identify pushed');
+      assert.equal(m.ref, null);
+      const gone = await plat.send(inbox, { v: 1, k: 'push', dev: 'nobody', topic: 'device', ev: 'identify', p: {} }, { request: true });
+      assert.equal(gone.st, 'gone');
+      const stale = await plat.send(inbox, { v: 1, k: 'push', dev: 'device-1', cref: cref + 1, topic: 'device', ev: 'x', p: {} }, { request: true });
+      assert.equal(stale.st, 'gone', 'a message for another connection of the device');
+      const nj = await plat.send(inbox, { v: 1, k: 'push', dev: 'device-1', topic: 'extensions', ev: 'x', p: {} }, { request: true });
+      assert.equal(nj.st, 'not_joined');
+      const nt = await plat.send(inbox, { v: 1, k: 'notify', dev: 'device-1', topic: 'device', msg: bin('poke') }, { request: true });
+      assert.equal(nt.st, 'ok');
+      await plat.waitCall('notify', (r) => r.dev === 'device-1' && str(r.msg) === 'poke');
+      const kick = await plat.send(inbox, { v: 1, k: 'kick', dev: 'device-1', cref }, { request: true });
+      assert.equal(kick.st, 'ok');
+      const ev = await c.waitClose(3000);
+      assert.equal(ev?.code, 1001);
+      const d = await plat.waitCall('disconnect', (r) => r.dev === 'device-1' && r.cref === cref);
+      assert.equal(d.req.reason, 'kicked');
+    } finally {
+      await c.disconnect();
+    }
+  });
+
+  it('shared topics: subscribe effect, fastlane push with skip_fw, notify with from, unsubscribe', async () => {
+    const a = await connectPhx(gw.port, { device: 'device-1' });
+    const b = await connectPhx(gw.port, { device: 'device-2' });
+    try {
+      plat.handlers.join = (req) =>
+        req.topic === 'device'
+          ? { v: 1, st: 'ok', r: {}, s: bin('d0'), fw: req.dev === 'device-1' ? 'fw-A' : 'fw-B', fx: [['subscribe', 'deployment:7']] }
+          : undefined;
+      assert.equal((await a.join('device', DEVICE_JOIN)).status, 'ok');
+      const jb = await b.join('device', DEVICE_JOIN);
+      assert.equal(jb.status, 'ok');
+      await sleep(200); // the subscription reaches nats-server
+      await plat.send('nh.topic.deployment:7', { v: 1, k: 'push', ev: 'update', p: { n: 1 }, skip_fw: 'fw-A' });
+      const ub = await b.waitMessage((m) => m.event === 'update' && m.payload.n === 1);
+      assert.ok(ub, 'device-2 (fw-B) gets the update');
+      await plat.send('nh.topic.deployment:7', { v: 1, k: 'push', ev: 'update', p: { n: 2 } });
+      assert.ok(await a.waitMessage((m) => m.event === 'update' && m.payload.n === 2));
+      assert.equal(a.messages.filter((m) => m.event === 'update' && m.payload.n === 1).length, 0, 'skip_fw skipped device-1');
+      await plat.send('nh.topic.deployment:7', { v: 1, k: 'notify', msg: bin('changed') });
+      const n1 = await plat.waitCall('notify', (r) => r.dev === 'device-1' && r.from === 'deployment:7');
+      assert.equal(str(n1.req.msg), 'changed');
+      await plat.waitCall('notify', (r) => r.dev === 'device-2' && r.from === 'deployment:7');
+      // device-2 unsubscribes: only device-1 gets the next one
+      plat.handlers.message = () => ({ v: 1, st: 'ok', fx: [['unsubscribe', 'deployment:7']] });
+      jb.channel.push('rebooting', {});
+      await plat.waitCall('message', (r) => r.dev === 'device-2' && r.ev === 'rebooting');
+      await sleep(100);
+      await plat.send('nh.topic.deployment:7', { v: 1, k: 'push', ev: 'update', p: { n: 3 } });
+      assert.ok(await a.waitMessage((m) => m.event === 'update' && m.payload.n === 3));
+      await sleep(200);
+      assert.equal(b.messages.filter((m) => m.event === 'update' && m.payload.n === 3).length, 0);
+    } finally {
+      delete plat.handlers.join;
+      delete plat.handlers.message;
+      await a.disconnect();
+      await b.disconnect();
+    }
+  });
+
+  it('last-seen heartbeats are batched per worker for devices that sent something', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-3', heartbeatIntervalMs: 200 });
+    try {
+      const hb = await plat.waitCall('heartbeat', (r) => r.devs.some(([d]) => d === 'device-3'), 5000);
+      assert.equal(hb.req.gw, GW_ID);
+      const entry = hb.req.devs.find(([d]) => d === 'device-3');
+      assert.equal(str(entry[1]), 'info:device-3+connected');
+    } finally {
+      await c.disconnect();
+    }
+  });
+
+  it('a platform that does not answer: join error, message dropped, the device stays connected', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-2' });
+    try {
+      plat.handlers.join = () => new Promise(() => {}); // never answers
+      const j = await c.join('device', DEVICE_JOIN, 5000);
+      assert.equal(j.status, 'error');
+      assert.deepEqual(j.response, { error: 'could not connect' });
+      delete plat.handlers.join;
+      const j2 = await c.join('device', DEVICE_JOIN);
+      assert.equal(j2.status, 'ok');
+      assert.deepEqual(await c.heartbeat(), { status: 'ok', response: {} });
+    } finally {
+      delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+
+  it('back-pressure: a device that outpaces the platform is not read; others are served', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-3' });
+    let release;
+    const gate = new Promise((r) => (release = r));
+    try {
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'ok');
+      let inflight = 0;
+      let maxInflight = 0;
+      plat.handlers.message = async () => {
+        inflight++;
+        maxInflight = Math.max(maxInflight, inflight);
+        await gate;
+        inflight--;
+        return { v: 1, st: 'ok' };
+      };
+      const from = plat.of('message').length;
+      const big = 'x'.repeat(4000);
+      for (let i = 0; i < 300; i++) j.channel.push('connection_types', { values: [big], seq: i });
+      await sleep(500);
+      assert.equal(plat.of('message').length - from, 1, 'one call waits; nothing else was read');
+      const other = await connectPhx(gw.port, { device: 'device-1' });
+      assert.deepEqual(await other.heartbeat(), { status: 'ok', response: {} });
+      await other.disconnect();
+      release();
+      // later calls time out individually only if the platform is slow; here it answers at once
+      await waitFor(() => plat.of('message').length - from >= 300, 20000, 'all 300 messages');
+      const seqs = plat.of('message').slice(from).map((m) => m.req.p.seq);
+      assert.deepEqual(seqs, [...Array(300).keys()]);
+      assert.equal(maxInflight, 1);
+    } finally {
+      release();
+      delete plat.handlers.message;
+      await c.disconnect();
+    }
+  });
+
+  it('invalid platform replies are counted as failures, not applied', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-2' });
+    try {
+      plat.handlers.join = () => encode({ v: 2, st: 'ok', r: {}, s: bin('z') });
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'error');
+      plat.handlers.join = () => new Uint8Array([0xc1]);
+      const j2 = await c.join('device', DEVICE_JOIN);
+      assert.equal(j2.status, 'error');
+      assert.ok(gw.events('platform_reply_invalid').length >= 2);
+      assert.deepEqual(await c.heartbeat(), { status: 'ok', response: {} });
+    } finally {
+      delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+
+  it('platform gone: new devices get 503 with the reason header, connected devices stay', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-1' });
+    try {
+      await plat.pause();
+      const t0 = Date.now();
+      const r = await attemptUpgrade(gw.port, 'device-2');
+      assert.equal(r.res.status, 503);
+      assert.equal(r.res.headers['nh-connection-error-reason'], 'the platform could not be reached to authenticate this device');
+      assert.ok(Date.now() - t0 < 1400, 'no responders is answered before the call timeout');
+      r.conn.destroy();
+      assert.deepEqual(await c.heartbeat(), { status: 'ok', response: {} });
+      assert.equal(c.closed, false);
+      await plat.stop();
+      plat = await new FakePlatform(nats.url).start();
+      const again = await connectPhx(gw.port, { device: 'device-2' });
+      assert.equal((await again.join('device', DEVICE_JOIN)).status, 'ok');
+      await again.disconnect();
+    } finally {
+      await c.disconnect();
+    }
+  });
+
+  it('NATS restarted: sessions survive, calls and the inbox work again, queued disconnects arrive', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-1' });
+    const d = await connectPhx(gw.port, { device: 'device-4' });
+    try {
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'ok');
+      const since = gw.log().length;
+      await nats.stop();
+      await gw.waitForLog(/event=nats_disconnected/, 5000, since);
+      await d.disconnect(); // its disconnect is queued while NATS is away
+      assert.deepEqual(await c.heartbeat(), { status: 'ok', response: {} });
+      await nats.restart();
+      await gw.waitForLog(/event=nats_connected/, 10000, since);
+      await waitFor(() => !plat.nc.isClosed() && plat.nc.protocol.connected, 10000, 'platform reconnected');
+      await plat.waitCall('disconnect', (r) => r.dev === 'device-4', 10000);
+      const from = plat.of('message').length;
+      j.channel.push('rebooting', {});
+      await waitFor(() => plat.of('message').length > from, 5000, 'message after reconnect');
+      const ok = await plat.send(`nh.gw.${GW_ID}.0`, { v: 1, k: 'push', dev: 'device-1', topic: 'device', ev: 'reboot', p: {} }, { request: true });
+      assert.equal(ok.st, 'ok');
+      assert.ok(await c.waitMessage((m) => m.event === 'reboot'));
+    } finally {
+      await c.disconnect();
+      await d.disconnect();
+    }
+  });
+});
