@@ -33,7 +33,7 @@ CORE_SRC  := $(filter-out $(CODEC_SRC) $(MAIN_SRC),$(wildcard gateway/*.c))
 PLATFORM_SRC := $(wildcard ops/platform/*.c)
 PLATFORM_PURE_SRC := $(wildcard ops/platform/pure_*.c)
 NHCTL_SRC := $(wildcard ops/nhctl/*.c)
-UNIT_SRC  := $(wildcard tests/unit/*.c) tests/lib/test.c
+UNIT_SRC  := $(wildcard tests/unit/*.c) tests/lib/test.c tests/lib/runner.c
 # nhbench: load generator and the project's own C device client (bench/README.md).
 BENCH_SRC := $(filter-out bench/tests/%,$(wildcard bench/*.c))
 BENCH_UNIT_SRC := $(wildcard bench/tests/*.c)

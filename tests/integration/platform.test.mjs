@@ -4,7 +4,8 @@
 // (§7), and the operator API (ops/README.md "Operator API").
 import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
-import { createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { b64url, etfMsg, nh1Headers, nh1Sign } from './lib/nh1.mjs';
 import { after, before, describe, test } from 'node:test';
 import {
   apiRequest,
@@ -111,39 +112,6 @@ function watchEvents(dev) {
     },
   });
   return { got, sub, next: (event) => waitFor(() => got.find((e) => e.event === event), 5000, `event ${event}`) };
-}
-
-// ---- NH1 signing, written here from device-protocol.md §2.3 (independent of pure_nh1.c) ----
-
-const b64url = (b) => Buffer.from(b).toString('base64url');
-
-function etfMsg(identifier, signedMs) {
-  const id = Buffer.from(identifier);
-  const big = [];
-  for (let v = BigInt(signedMs); v > 0n; v >>= 8n) big.push(Number(v & 0xffn));
-  return Buffer.concat([
-    Buffer.from([0x83, 0x68, 0x03, 0x6d]),
-    Buffer.from([id.length >>> 24, (id.length >>> 16) & 255, (id.length >>> 8) & 255, id.length & 255]),
-    id,
-    Buffer.from([0x6e, big.length, 0x00, ...big]),
-    Buffer.from([0x62, 0x00, 0x01, 0x51, 0x80]), // max_age 86400 as INTEGER_EXT
-  ]);
-}
-
-function nh1Sign({ key, secret, identifier, time, alg = 'NH1-HMAC-sha256-1000-32' }) {
-  const salt = `NH1:device-socket:shared-secret:connect\n\nx-nh-alg=${alg}\nx-nh-key=${key}\nx-nh-time=${time}\n`;
-  const dk = pbkdf2Sync(Buffer.from(secret), Buffer.from(salt), 1000, 32, 'sha256');
-  const head = `SFMyNTY.${b64url(etfMsg(identifier, time * 1000))}`;
-  return `${head}.${b64url(createHmac('sha256', dk).update(head).digest())}`;
-}
-
-function nh1Headers(key, secret, identifier, time = Math.floor(Date.now() / 1000)) {
-  return {
-    'x-nh-alg': 'NH1-HMAC-sha256-1000-32',
-    'x-nh-key': key,
-    'x-nh-time': String(time),
-    'x-nh-signature': nh1Sign({ key, secret, identifier, time }),
-  };
 }
 
 // ---- lifecycle ----

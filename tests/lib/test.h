@@ -14,6 +14,18 @@
 typedef void (*test_fn)(void);
 void test_register(const char *name, test_fn fn);
 
+/* Optional hooks of the runner (tests/lib/runner.c). before_all/after_all run in the runner
+ * process; after_each in each test's child after the test passed. leak_check: children end with
+ * exit() rather than _exit(), so LeakSanitizer checks every test. */
+struct test_hooks {
+    void (*before_all)(void);
+    void (*after_each)(void);
+    void (*after_all)(void);
+    bool leak_check;
+};
+/* Runs the registered tests selected by argv substrings; returns the exit status. */
+int test_run_all(int argc, char **argv, const struct test_hooks *h);
+
 #define TEST(name)                                                        \
     static void test_##name(void);                                        \
     __attribute__((constructor)) static void test_register_##name(void)   \

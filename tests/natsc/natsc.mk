@@ -3,7 +3,7 @@
 # (or: make -f Makefile -f tests/natsc/natsc.mk natsc-test).
 # `make natsc-test` runs the optimised build, `make natsc-test-asan` the ASan+UBSan build
 # (with leak checking: every test ends with nats_CloseAndWait).
-NATSC_TEST_SRC := $(wildcard tests/natsc/*.c) gateway/natsc.c
+NATSC_TEST_SRC := $(wildcard tests/natsc/*.c) tests/lib/runner.c gateway/natsc.c
 
 $(BUILD)/natsc-test: $(call obj,$(OPT_DIR),$(NATSC_TEST_SRC))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(SYSLIBS)

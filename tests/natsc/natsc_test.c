@@ -21,66 +21,6 @@
 
 #include "natsc.h"
 
-/* ---- runner ---- */
-
-struct test_entry {
-    const char *name;
-    test_fn fn;
-};
-static struct test_entry tests[256];
-static size_t ntests;
-
-void test_register(const char *name, test_fn fn)
-{
-    if (ntests == ARRAY_SIZE(tests))
-        abort();
-    tests[ntests].name = name;
-    tests[ntests].fn = fn;
-    ntests++;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(((const struct test_entry *)a)->name, ((const struct test_entry *)b)->name);
-}
-
-static void teardown(void);
-
-int main(int argc, char **argv)
-{
-    unsigned timeout = getenv("TEST_TIMEOUT") ? (unsigned)atoi(getenv("TEST_TIMEOUT")) : 60;
-    int passed = 0, failed = 0;
-    qsort(tests, ntests, sizeof(tests[0]), by_name);
-    for (size_t i = 0; i < ntests; i++) {
-        bool sel = argc < 2;
-        for (int a = 1; a < argc; a++)
-            sel |= strstr(tests[i].name, argv[a]) != NULL;
-        if (!sel)
-            continue;
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm(timeout);
-            tests[i].fn();
-            teardown();
-            exit(0);
-        }
-        int st = 0;
-        waitpid(pid, &st, 0);
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-            printf("ok   %s\n", tests[i].name);
-            passed++;
-        } else {
-            printf("FAIL %s (%s %d)\n", tests[i].name, WIFSIGNALED(st) ? "signal" : "exit",
-                   WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-            failed++;
-        }
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
-}
-
 /* ---- helpers ---- */
 
 static struct event_base *base;
@@ -1040,4 +980,10 @@ TEST(nats_c_sends_no_responders_status_to_own_inbox)
     natsMsg_Destroy(m);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(nc);
+}
+
+int main(int argc, char **argv)
+{
+    const struct test_hooks hooks = { .after_each = teardown, .leak_check = true };
+    return test_run_all(argc, argv, &hooks);
 }

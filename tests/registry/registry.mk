@@ -1,7 +1,7 @@
 # Registry tests: proto/lp_registry's scripts and gateway/registry.c against a real redis-server
 # (on PATH) that the test program starts on free loopback ports. Included by the top-level
 # Makefile after OPT_DIR/SAN_DIR/obj are defined.
-REGISTRY_TEST_SRC := $(wildcard tests/registry/*.c) gateway/registry.c proto/lp_registry.c \
+REGISTRY_TEST_SRC := $(wildcard tests/registry/*.c) tests/lib/runner.c gateway/registry.c proto/lp_registry.c \
                      gateway/log.c gateway/xalloc.c
 
 $(BUILD)/registry-test: $(call obj,$(OPT_DIR),$(REGISTRY_TEST_SRC))

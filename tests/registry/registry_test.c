@@ -1169,68 +1169,23 @@ TEST(invalid_device_id_is_never_written)
 
 /* ---- runner ---- */
 
-struct test_entry {
-    const char *name;
-    test_fn fn;
-};
+static struct server shared;
 
-static struct test_entry tests[64];
-static size_t ntests;
-
-void test_register(const char *name, test_fn fn)
+/* one server for the tests that need none of their own; children inherit it */
+static void start_shared(void)
 {
-    if (ntests == ARRAY_SIZE(tests))
-        abort();
-    tests[ntests].name = name;
-    tests[ntests].fn = fn;
-    ntests++;
+    log_init(getenv("REG_TEST_VERBOSE") ? LOG_DEBUG : LOG_ERROR, false, "test", -1);
+    server_start(&shared, free_port());
+    shared_port = shared.port;
 }
 
-static bool selected(const char *name, int argc, char **argv)
+static void stop_shared(void)
 {
-    if (argc < 2)
-        return true;
-    for (int i = 1; i < argc; i++)
-        if (strstr(name, argv[i]))
-            return true;
-    return false;
+    server_kill(&shared);
 }
 
 int main(int argc, char **argv)
 {
-    unsigned timeout = getenv("TEST_TIMEOUT") ? (unsigned)atoi(getenv("TEST_TIMEOUT")) : 60;
-    int passed = 0, failed = 0;
-    signal(SIGPIPE, SIG_IGN);
-    log_init(getenv("REG_TEST_VERBOSE") ? LOG_DEBUG : LOG_ERROR, false, "test", -1);
-    struct server shared;
-    server_start(&shared, free_port());
-    shared_port = shared.port;
-    for (size_t i = 0; i < ntests; i++) {
-        if (!selected(tests[i].name, argc, argv))
-            continue;
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm(timeout);
-            tests[i].fn();
-            /* exit, not _exit: LeakSanitizer runs at exit in the ASan build */
-            exit(0);
-        }
-        int st = 0;
-        waitpid(pid, &st, 0);
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-            passed++;
-            printf("ok   %s\n", tests[i].name);
-        } else {
-            failed++;
-            if (WIFSIGNALED(st))
-                printf("FAIL %s (signal %d%s)\n", tests[i].name, WTERMSIG(st),
-                       WTERMSIG(st) == SIGALRM ? ", timeout" : "");
-            else
-                printf("FAIL %s (exit %d)\n", tests[i].name, WEXITSTATUS(st));
-        }
-    }
-    server_kill(&shared);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    const struct test_hooks hooks = { .before_all = start_shared, .after_all = stop_shared, .leak_check = true };
+    return test_run_all(argc, argv, &hooks);
 }

@@ -2,7 +2,7 @@
 // node:crypto — independent of the project's C implementation (ops/platform/pure_nh1.c).
 import { createHmac, pbkdf2Sync } from 'node:crypto';
 
-const b64url = (b) => Buffer.from(b).toString('base64url');
+export const b64url = (b) => Buffer.from(b).toString('base64url');
 
 /** ETF of {identifier, signed_at_ms, 86400}: BINARY_EXT, SMALL_BIG_EXT, INTEGER_EXT. */
 export function etfMsg(identifier, signedMs) {
