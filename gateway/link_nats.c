@@ -343,7 +343,8 @@ static void start_call(struct link_nats *ln, enum lp_call call, link_done_cb cb,
 
 static void fail_encode(enum lp_call call, link_done_cb cb, void *arg)
 {
-    LOG(LOG_WARN, "link_encode_failed", "call=%s", lp_call_name(call));
+    /* what the device sent (or its session) breaks a contract limit */
+    log_peer("link_encode_failed", "call=%s", lp_call_name(call));
     struct link_reply r = { .status = LINK_UNAVAILABLE, .reason = SPAN_LIT("request not encodable") };
     cb(arg, &r);
 }
@@ -385,6 +386,11 @@ static void nats_auth(struct link *l, const struct link_auth *a, link_done_cb cb
     for (size_t i = 0; i < a->n_x && nx < LP_MAX_X; i++) {
         if (a->x_names[i].len > LP_MAX_X_NAME || a->x_values[i].len > LP_MAX_X_VALUE)
             continue; /* the platform reads none that long; the rest still reach it */
+        bool repeated = false;
+        for (size_t k = 0; k < nx && !repeated; k++)
+            repeated = x[k].name.n == a->x_names[i].len && memcmp(x[k].name.p, a->x_names[i].p, x[k].name.n) == 0;
+        if (repeated)
+            continue; /* a repeated header: the first one counts (LINK.md: names are unique) */
         x[nx].name = lps(a->x_names[i]);
         x[nx].value = lps(a->x_values[i]);
         nx++;

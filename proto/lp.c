@@ -890,7 +890,7 @@ static int dec_fx(struct dec *d, struct lp_iter *it, uint32_t *count)
 
 static const char *const DISCONNECT_REASONS[] = {
     "closed",        "idle_timeout", "kicked",         "protocol_error",
-    "slow_consumer", "shutdown",     "platform_close", "worker_exit",
+    "slow_consumer", "shutdown",     "platform_close", "worker_exit", "error",
 };
 
 static bool valid_disconnect_reason(struct lp_span s)

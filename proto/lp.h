@@ -25,7 +25,7 @@
 #define LP_MAX_SESSION (64u << 10)
 #define LP_MAX_KEY 256
 #define LP_MAX_MSG (64u << 10)
-#define LP_MAX_DEPTH 32
+#define LP_MAX_DEPTH 64 /* a device payload phx accepts (≤ 63) always fits */
 #define LP_MAX_HEARTBEATS 4096
 #define LP_MAX_STR 4096 /* any other str (event, reason, peer, fw, status) */
 

@@ -106,6 +106,36 @@ describe('NATS link with a scripted platform', () => {
     }
   });
 
+  it('a payload nested as deep as the device codec allows reaches the platform; a repeated x- header counts once', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-2' });
+    try {
+      const j = await c.join('device', DEVICE_JOIN);
+      assert.equal(j.status, 'ok');
+      let deep = {};
+      for (let i = 0; i < 60; i++) deep = { d: deep };
+      j.channel.push('status_update', { status: 'x', deep });
+      const m = await plat.waitCall('message', (r) => r.dev === 'device-2' && r.ev === 'status_update' && r.p.deep);
+      let depth = 0;
+      for (let v = m.req.p.deep; v.d; v = v.d) depth++;
+      assert.equal(depth, 60); // with the outer map and the innermost {}: 62 containers, phx allows 63
+    } finally {
+      await c.disconnect();
+    }
+    let seen;
+    plat.handlers.auth = (req) => {
+      seen = req;
+      return { v: 1, st: 'refused', reason: 'no' };
+    };
+    try {
+      const r = await attemptUpgrade(gw.port, null, {}, { headers: [['x-nh-key', 'first'], ['X-NH-Key', 'second']] });
+      assert.equal(r.res.status, 401);
+      r.conn.destroy();
+      assert.deepEqual(seen.x, { 'x-nh-key': 'first' });
+    } finally {
+      delete plat.handlers.auth;
+    }
+  });
+
   it('device messages reach the platform one at a time, in order, each with the previous session', async () => {
     const c = await connectPhx(gw.port, { device: 'device-3' });
     try {

@@ -2345,6 +2345,8 @@ TEST(lp_name_validators)
         "\x7f",
         "\x01",
         "\xc3",             /* truncated */
+        "\xc3\x28",         /* bad continuation byte */
+        "\xe2\x82",         /* truncated 3-byte */
         "\xc0\xaf",         /* overlong */
         "\xe0\x80\xaf",     /* overlong */
         "\xed\xa0\x80",     /* surrogate */
