@@ -24,6 +24,7 @@
 #include <openssl/pool.h>
 #include <openssl/ssl.h>
 
+#include "backoff.h"
 #include "buf.h"
 #include "devpool.h"
 #include "phx.h"
@@ -34,6 +35,7 @@ const char *const cl_counter_names[C_COUNT] = {
     "started", "tcp_connected", "tls_done", "tls_full", "tls_resumed", "tls13", "upgraded", "pmd",
     "device_joined", "extensions_joined", "ready", "active", "pending", "heartbeats_sent",
     "heartbeats_ok", "heartbeat_sessions", "messages_in", "messages_out", "pushes", "inflated", "cycles",
+    "reconnects", "recovered",
 };
 
 const char *const cl_error_names[E_COUNT] = {
@@ -74,11 +76,16 @@ enum st {
 #define F_WANT_WRITE 0x80 /* SSL needs the socket writable */
 #define F_SHUT 0x100      /* close_notify sent */
 #define F_HB_MEASURED 0x200 /* the unanswered heartbeat was sent during the measured phase */
+#define F_STORM 0x400     /* a storm reconnect: a failure schedules the device's next attempt */
 
 struct dev {
     CRYPTO_BUFFER *cert; /* NULL until first used */
     EVP_PKEY *key;
     SSL_SESSION *sess;   /* last session, for --resume */
+    uint64_t due_us;     /* storm: when the pending reconnect was due (its intended start) */
+    uint8_t attempt;     /* storm: failed attempts since the last successful connect */
+    bool back;           /* storm: joined again since the drop */
+    bool scheduled;      /* storm: its first reconnect after the drop is scheduled */
 };
 
 struct wk;
@@ -129,7 +136,11 @@ struct wk {
     uint32_t *slot_iter;
     uint64_t src_next;
     uint64_t rng;
+    uint64_t bucket_us;       /* timeline bucket width */
     bool stopping;
+    bool dropped;             /* storm: the drop happened; failures reconnect from now on */
+    uint32_t *due;            /* storm: devices whose reconnect is due, a ring of n_devs entries */
+    uint32_t due_head, due_len;
     struct event *ramp_ev, *phase_ev;
     uint8_t rbuf[READ_CHUNK];
     struct buf scratch;       /* encoded Phoenix message */
@@ -161,6 +172,11 @@ static uint64_t rnd(struct wk *w)
 static void ctr_add(struct wk *w, enum cl_counter c, int64_t d)
 {
     w->slot->c[c] += (uint64_t)d;
+}
+
+static void tl_note(struct wk *w, uint64_t t, enum tl_kind k)
+{
+    tl_add(&w->slot->tl, tl_index(t, w->cfg->epoch_us, w->bucket_us), k);
 }
 
 static struct timeval tv_us(uint64_t us)
@@ -408,13 +424,24 @@ static void conn_free(struct conn *c)
 /* Closed-loop restart after a failure: a short pause so a refused port does not spin. */
 static void on_slot_retry(evutil_socket_t fd, short what, void *arg);
 
+static void storm_schedule(struct wk *w, uint32_t dev);
+
 static void conn_fail(struct conn *c, enum cl_error e, const char *detail)
 {
     struct wk *w = c->w;
     note_error(w, e, detail);
-    uint32_t slot = c->slot;
+    tl_note(w, now_us(), TL_FAILED);
+    uint32_t slot = c->slot, dev = c->dev;
+    bool storm = c->flags & F_STORM;
     c->slot = UINT32_MAX;
     conn_free(c);
+    if (storm && !w->stopping) {
+        /* link backs off after every kind of failure, escalating until a connect succeeds */
+        struct dev *d = &w->devs[dev / (uint32_t)w->cfg->workers];
+        if (d->attempt < UINT8_MAX)
+            d->attempt++;
+        storm_schedule(w, dev);
+    }
     if (slot != UINT32_MAX && !w->stopping) {
         struct timeval tv = { 0, 10000 };
         event_base_once(w->base, -1, EV_TIMEOUT, on_slot_retry, (void *)(uintptr_t)slot, &tv);
@@ -443,6 +470,18 @@ static void become_ready(struct conn *c)
     ctr_add(w, C_ACTIVE, 1);
     ctr_add(w, C_READY, 1);
     hist_record(&w->slot->h_setup, t - c->t_start);
+    tl_note(w, t, TL_READY);
+    if (c->flags & F_STORM) {
+        struct dev *d = &w->devs[c->dev / (uint32_t)w->cfg->workers];
+        d->attempt = 0;
+        if (!d->back) {
+            d->back = true;
+            hist_record(&w->slot->h_recover, t - w->slot->drop_us);
+            ctr_add(w, C_RECOVERED, 1);
+            if (w->slot->c[C_RECOVERED] == w->n_target && w->slot->state == CL_ST_RAMPED)
+                w->slot->state = CL_ST_RECOVERED;
+        }
+    }
     event_del(&c->tmr);
     if (c->state == S_OPEN && w->cfg->hb_interval_ms) {
         /* link's first heartbeat comes one interval after connecting; spread them uniformly */
@@ -475,6 +514,7 @@ static void tls_done(struct conn *c)
     if (tls13)
         ctr_add(w, C_TLS13, 1);
     hist_record(&w->slot->h_tls, t - c->t_start);
+    tl_note(w, t, TL_TLS);
     SSL_set_shed_handshake_config(c->ssl, 1);
     if (w->cfg->pattern == CL_HOLD && !w->cfg->resume)
         dev_release(w, c->dev);
@@ -569,8 +609,9 @@ static void tls_begin(struct conn *c)
     tls_step(c);
 }
 
-/* Start a connection for device dev. Returns false when no descriptor or address was available. */
-static bool conn_start(struct wk *w, uint32_t dev, uint32_t slot, uint64_t t_intended, uint64_t seq)
+/* Start a connection for device dev (flags: F_STORM or 0). Returns false when no descriptor or
+ * address was available. */
+static bool conn_start(struct wk *w, uint32_t dev, uint32_t slot, uint64_t t_intended, uint64_t seq, uint16_t flags)
 {
     const struct cl_cfg *cfg = w->cfg;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -603,6 +644,8 @@ static bool conn_start(struct wk *w, uint32_t dev, uint32_t slot, uint64_t t_int
     c->slot = slot;
     c->t_start = t_intended;
     c->t_mark = now_us();
+    c->flags = flags;
+    tl_note(w, c->t_mark, TL_STARTED);
     int vsn = cfg->vsn ? cfg->vsn : (seq % 2 ? 3 : 2);
     if (vsn == 3)
         c->flags |= F_MSGPACK;
@@ -1165,7 +1208,7 @@ static void start_slot(struct wk *w, uint32_t slot)
     uint64_t j = w->slot_iter[slot]++;
     uint64_t k = (uint64_t)slot + j * w->n_slots;
     uint64_t t = now_us();
-    if (!conn_start(w, dev_for(w, k), slot, t, w->started++)) {
+    if (!conn_start(w, dev_for(w, k), slot, t, w->started++, 0)) {
         struct timeval tv = { 0, 10000 };
         event_base_once(w->base, -1, EV_TIMEOUT, on_slot_retry, (void *)(uintptr_t)slot, &tv);
     }
@@ -1181,6 +1224,105 @@ static void on_slot_retry(evutil_socket_t fd, short what, void *arg)
         start_slot(the_worker, (uint32_t)(uintptr_t)arg);
 }
 
+/* ---- storm: drop everything, reconnect every device with link's backoff ---- */
+
+static void due_push(struct wk *w, uint32_t dev)
+{
+    /* each device is in at most one place (live, timer or this ring), so n_devs entries suffice */
+    w->due[(w->due_head + w->due_len++) % w->n_devs] = dev;
+}
+
+static void on_reconnect_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    if (!the_worker->stopping)
+        due_push(the_worker, (uint32_t)(uintptr_t)arg);
+}
+
+/* Schedule device dev's next attempt after its backoff (d->attempt failures so far). */
+static void storm_schedule(struct wk *w, uint32_t dev)
+{
+    struct dev *d = &w->devs[dev / (uint32_t)w->cfg->workers];
+    uint64_t delay;
+    if (w->cfg->backoff == CL_BACKOFF_LINK)
+        delay = bo_link_delay_us(d->attempt, w->cfg->backoff_unit_ms, rnd(w));
+    else
+        delay = d->attempt ? 100000 : 0;
+    d->due_us = now_us() + delay;
+    if (delay == 0) {
+        due_push(w, dev);
+        return;
+    }
+    struct timeval tv = tv_us(delay);
+    if (event_base_once(w->base, -1, EV_TIMEOUT, on_reconnect_due, (void *)(uintptr_t)dev, &tv) != 0) {
+        note_error(w, E_FD, "cannot schedule a reconnect");
+        due_push(w, dev); /* better early than never */
+    }
+}
+
+/* Close every connection at once (close_notify + FIN, or RST with linger0) and schedule each
+ * device's reconnect as link would after losing its connection, counted from its own close (closing
+ * thousands of connections takes this loop a while on a busy machine). */
+static void storm_drop(struct wk *w)
+{
+    w->dropped = true;
+    w->slot->drop_us = now_us();
+    for (uint64_t k = 0; k < w->n_target; k++) {
+        struct dev *d = &w->devs[dev_for(w, k) / (uint32_t)w->cfg->workers];
+        d->attempt = 0;
+        d->back = false;
+        d->scheduled = false;
+    }
+    while (w->live) {
+        struct conn *c = w->live;
+        uint32_t dev = c->dev;
+        if (!w->cfg->linger0 && c->ssl && !SSL_in_init(c->ssl))
+            SSL_shutdown(c->ssl);
+        ERR_clear_error();
+        c->slot = UINT32_MAX;
+        conn_free(c);
+        struct dev *d = &w->devs[dev / (uint32_t)w->cfg->workers];
+        if (!d->scheduled) {
+            d->scheduled = true;
+            storm_schedule(w, dev);
+        }
+    }
+    for (uint64_t k = 0; k < w->n_target; k++) {
+        uint32_t dev = dev_for(w, k);
+        struct dev *d = &w->devs[dev / (uint32_t)w->cfg->workers];
+        if (!d->scheduled) { /* its session had failed before the drop */
+            d->scheduled = true;
+            storm_schedule(w, dev);
+        }
+    }
+    w->slot->drop_end_us = now_us();
+    if (w->n_target == 0 && w->slot->state == CL_ST_RAMPED)
+        w->slot->state = CL_ST_RECOVERED;
+    event_add(w->ramp_ev, &(struct timeval){ 0, 1000 });
+}
+
+/* Start the reconnects that are due, a bounded number per tick so established sessions are served. */
+static void storm_tick(struct wk *w)
+{
+    int budget = 256;
+    while (w->due_len && budget-- > 0) {
+        uint32_t dev = w->due[w->due_head];
+        w->due_head = (w->due_head + 1) % w->n_devs;
+        w->due_len--;
+        struct dev *d = &w->devs[dev / (uint32_t)w->cfg->workers];
+        ctr_add(w, C_RECONNECTS, 1);
+        /* libevent times from its cached clock, so a timer may fire a little before due_us */
+        uint64_t t = now_us();
+        if (!conn_start(w, dev, UINT32_MAX, MIN(d->due_us, t), w->started++, F_STORM)) {
+            tl_note(w, now_us(), TL_FAILED);
+            if (d->attempt < UINT8_MAX)
+                d->attempt++;
+            storm_schedule(w, dev);
+        }
+    }
+}
+
 static void on_ramp(evutil_socket_t fd, short what, void *arg)
 {
     struct wk *w = arg;
@@ -1188,6 +1330,10 @@ static void on_ramp(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (w->stopping)
         return;
+    if (w->dropped) {
+        storm_tick(w);
+        return;
+    }
     uint64_t t = now_us();
     bool hold = w->cfg->pattern == CL_HOLD;
     uint64_t due = w->rate > 0 ? (uint64_t)((double)(t - w->t0) * w->rate / 1e6) + 1 : UINT64_MAX;
@@ -1196,7 +1342,7 @@ static void on_ramp(evutil_socket_t fd, short what, void *arg)
     int budget = 256; /* per tick, so the loop keeps serving established connections */
     while (w->started < due && w->slot->c[C_PENDING] < w->max_pending && budget-- > 0) {
         uint64_t intended = w->rate > 0 ? w->t0 + (uint64_t)((double)w->started * 1e6 / w->rate) : t;
-        if (!conn_start(w, dev_for(w, w->started), UINT32_MAX, intended, w->started))
+        if (!conn_start(w, dev_for(w, w->started), UINT32_MAX, intended, w->started, 0))
             break;
         w->started++;
     }
@@ -1214,6 +1360,8 @@ static void on_phase(evutil_socket_t fd, short what, void *arg)
     if (*w->phase == CL_PHASE_STOP) {
         w->stopping = true;
         event_base_loopbreak(w->base);
+    } else if (*w->phase == CL_PHASE_DROP && w->cfg->storm && !w->dropped) {
+        storm_drop(w);
     }
 }
 
@@ -1284,6 +1432,7 @@ void cl_slot_init(struct cl_slot *s)
     hist_init(&s->h_hb);
     hist_init(&s->h_hb_hold);
     hist_init(&s->h_cycle);
+    hist_init(&s->h_recover);
 }
 
 static void share(uint64_t total, int W, int i, uint64_t *mine)
@@ -1317,13 +1466,15 @@ int cl_worker_run(const struct cl_cfg *cfg, int index, struct cl_slot *slot, vol
         return 1;
     }
     w->devs = calloc(w->n_devs, sizeof(*w->devs));
+    w->due = cfg->storm ? calloc(w->n_devs, sizeof(*w->due)) : NULL;
+    w->bucket_us = (uint64_t)(cfg->bucket_ms ? cfg->bucket_ms : 100) * 1000u;
     struct event_config *ec = event_config_new();
     event_config_avoid_method(ec, "select");
     event_config_avoid_method(ec, "poll");
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     w->z = ws_zctx_new(9); /* Mint deflates at :best_compression */
-    if (!w->devs || !w->base || !w->z || setup_tls(w) != 0) {
+    if (!w->devs || (cfg->storm && !w->due) || !w->base || !w->z || setup_tls(w) != 0) {
         fprintf(stderr, "nhbench worker %d: initialisation failed\n", index);
         return 1;
     }

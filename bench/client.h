@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 
 #include "hist.h"
+#include "timeline.h"
 
 enum cl_mode {
     CL_MODE_WS,  /* TLS + WebSocket upgrade + Phoenix (device joins, heartbeats) */
@@ -19,7 +20,7 @@ enum cl_mode {
 };
 
 enum cl_pattern {
-    CL_HOLD,  /* ramp to `sessions`, keep them open until told to stop */
+    CL_HOLD,  /* ramp to `sessions`, keep them open until told to stop (storm: drop and reconnect) */
     CL_CYCLE, /* connect, handshake (and upgrade in WS mode), close, repeat */
 };
 
@@ -51,6 +52,16 @@ struct cl_cfg {
     bool linger0;               /* close with RST (SO_LINGER 0) instead of close_notify + FIN */
     int workers;                /* worker processes in this run */
     uint32_t src_base;          /* first source-address index, so consecutive runs use fresh addresses */
+    bool storm;                 /* CL_HOLD: on CL_PHASE_DROP close every session, then reconnect every device */
+    int backoff;                /* storm: CL_BACKOFF_LINK or CL_BACKOFF_NONE */
+    uint32_t backoff_unit_ms;   /* CL_BACKOFF_LINK: the first delay (link: 1000 ms; backoff.h) */
+    uint64_t epoch_us;          /* CLOCK_MONOTONIC µs of the run's start: timeline bucket 0 */
+    uint32_t bucket_ms;         /* timeline bucket width */
+};
+
+enum {
+    CL_BACKOFF_LINK, /* nerves_hub_link's delays (device-protocol.md §5.6), jittered per device */
+    CL_BACKOFF_NONE, /* reconnect at once; 100 ms after a failed attempt */
 };
 
 enum cl_counter {
@@ -75,6 +86,8 @@ enum cl_counter {
     C_PUSHES,       /* server pushes (messages that are not replies) */
     C_INFLATED,     /* compressed messages received */
     C_CYCLES,       /* CL_CYCLE: connections completed and closed */
+    C_RECONNECTS,   /* storm: connection attempts started after the drop */
+    C_RECOVERED,    /* storm: devices joined again after the drop (each counted once) */
     C_COUNT
 };
 
@@ -126,16 +139,22 @@ struct cl_slot {
     struct hist h_hb;                   /* heartbeat reply, from the intended heartbeat time */
     struct hist h_hb_hold;              /* ... only those sent while the parent measured (CL_PHASE_MEASURE) */
     struct hist h_cycle;                /* CL_CYCLE: connection done, from its (intended) start */
+    struct hist h_recover;              /* storm: device joined again, from this worker's drop */
+    volatile uint64_t drop_us;          /* storm: CLOCK_MONOTONIC µs when this worker began to drop its sessions */
+    volatile uint64_t drop_end_us;      /* ... and when it had closed the last one */
+    struct tl tl;                       /* events over time from cfg->epoch_us; read after the worker ended */
 };
 
 #define CL_ST_STARTING 0
 #define CL_ST_RUNNING 1
 #define CL_ST_RAMPED 2  /* CL_HOLD: every session started and none pending */
-#define CL_ST_DONE 3
+#define CL_ST_RECOVERED 3 /* storm: every device of this worker joined again after the drop */
+#define CL_ST_DONE 4
 
 #define CL_PHASE_RUN 0
 #define CL_PHASE_STOP 1
 #define CL_PHASE_MEASURE 2 /* running, and the parent is in its measured phase (hold after the ramp) */
+#define CL_PHASE_DROP 3    /* storm: close every session at once, then reconnect with cfg->backoff */
 
 /* Run worker `index` (0 .. cfg->workers - 1) of a run until *phase becomes CL_PHASE_STOP, then
  * close every connection and return (0, or 1 if the worker could not start: the reason is on

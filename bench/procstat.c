@@ -123,6 +123,25 @@ int ps_sockstat(struct ps_sockstat *s)
     return rc;
 }
 
+int ps_system_cpu(uint64_t *busy, uint64_t *all)
+{
+    *busy = *all = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return -1;
+    unsigned long long v[10] = { 0 };
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7], &v[8], &v[9]);
+    fclose(f);
+    if (n < 4)
+        return -1;
+    /* user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user */
+    for (int i = 0; i < 8 && i < n; i++)
+        *all += v[i];
+    *busy = *all - v[3] - (n > 4 ? v[4] : 0);
+    return 0;
+}
+
 double ps_tick_seconds(void)
 {
     long t = sysconf(_SC_CLK_TCK);

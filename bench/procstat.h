@@ -33,6 +33,11 @@ struct ps_sockstat {
 /* Read /proc/net/sockstat and the Slab line of /proc/meminfo. Returns 0 or -1. */
 int ps_sockstat(struct ps_sockstat *s);
 
+/* System-wide CPU time from the first line of /proc/stat, in clock ticks: busy (everything but idle
+ * and iowait) and all. On a shared machine, busy minus the gateway's and nhbench's own CPU time is
+ * what other processes took. Returns 0 or -1. */
+int ps_system_cpu(uint64_t *busy, uint64_t *all);
+
 /* Seconds per clock tick. */
 double ps_tick_seconds(void);
 

@@ -9,7 +9,7 @@
 #include <openssl/ssl.h>
 
 static const char *const hist_names[H_COUNT] = { "connect", "tls", "upgrade", "join", "setup", "heartbeat",
-                                                 "heartbeat_hold", "cycle" };
+                                                 "heartbeat_hold", "cycle", "recover" };
 
 void report_fail(struct run *r, const char *why)
 {
@@ -36,6 +36,7 @@ void report_merge_hists(struct run *r, const struct cl_slot *slots, int n)
 {
     for (int k = 0; k < H_COUNT; k++)
         hist_init(&r->h[k]);
+    memset(&r->tl, 0, sizeof(r->tl));
     for (int i = 0; i < n; i++) {
         const struct cl_slot *s = &slots[i];
         hist_merge(&r->h[H_CONNECT], &s->h_connect);
@@ -46,6 +47,8 @@ void report_merge_hists(struct run *r, const struct cl_slot *slots, int n)
         hist_merge(&r->h[H_HB], &s->h_hb);
         hist_merge(&r->h[H_HB_HOLD], &s->h_hb_hold);
         hist_merge(&r->h[H_CYCLE], &s->h_cycle);
+        hist_merge(&r->h[H_RECOVER], &s->h_recover);
+        tl_merge(&r->tl, &s->tl);
         for (int k = 0; k < E_COUNT; k++)
             if (!r->sample[k][0] && s->sample[k][0])
                 memcpy(r->sample[k], s->sample[k], CL_SAMPLE_LEN);
@@ -92,6 +95,67 @@ const char *report_describe(const struct run *r)
     return b;
 }
 
+/* Cores busy between times a and b (seconds from the epoch) from the once-a-second samples: the
+ * gateway, nhbench, and everything the machine did. Returns false without two samples in between. */
+static bool series_cores(const struct run *r, double a, double b, double *gw, double *self, double *busy)
+{
+    const struct series_point *p = NULL, *q = NULL;
+    for (uint32_t i = 0; i < r->n_series; i++) {
+        if (!p && r->series[i].t >= a)
+            p = &r->series[i];
+        if (r->series[i].t <= b)
+            q = &r->series[i];
+    }
+    if (!p || !q || q->t <= p->t || q->sys_all <= p->sys_all)
+        return false;
+    double tick = ps_tick_seconds(), w = q->t - p->t;
+    *gw = (double)(q->cpu_ticks - p->cpu_ticks) * tick / w;
+    *self = (double)(q->self_ticks - p->self_ticks) * tick / w;
+    *busy = (double)(q->sys_busy - p->sys_busy) * tick / w;
+    return true;
+}
+
+/* Storm figures derived from the snapshots around the drop. */
+struct storm_fig {
+    uint64_t back, attempts, tls, full, resumed, errors;
+    double gw_cpu_s, gw_cores, peak_tls_per_s, peak_ready_per_s;
+    double m_gw, m_self, m_busy; /* cores busy while devices came back (series_cores) */
+    bool all_back, have_m;
+};
+
+static void storm_figures(const struct run *r, struct storm_fig *s)
+{
+    const struct bench_counts *a = &r->at_drop, *b = &r->at_recovered;
+    memset(s, 0, sizeof(*s));
+    s->back = b->c[C_RECOVERED];
+    s->all_back = s->back == r->cfg.sessions;
+    s->attempts = b->c[C_RECONNECTS];
+    s->tls = b->c[C_TLS] - a->c[C_TLS];
+    s->full = b->c[C_TLS_FULL] - a->c[C_TLS_FULL];
+    s->resumed = b->c[C_TLS_RESUMED] - a->c[C_TLS_RESUMED];
+    for (int k = 0; k < E_COUNT; k++)
+        s->errors += b->e[k] - a->e[k];
+    if (r->have_gw) {
+        s->gw_cpu_s = (double)(r->gw_recovered.cpu_ticks - r->gw_dropped.cpu_ticks) * ps_tick_seconds();
+        s->gw_cores = r->storm_s > 0 ? s->gw_cpu_s / r->storm_s : 0;
+    }
+    s->have_m = series_cores(r, r->drop_s, r->recovered_s, &s->m_gw, &s->m_self, &s->m_busy);
+    /* peak rates over one-second windows of the timeline, from the drop on */
+    double bucket_s = r->cfg.bucket_ms / 1000.0;
+    uint32_t per_s = r->cfg.bucket_ms >= 1000 ? 1 : 1000 / r->cfg.bucket_ms;
+    uint32_t from = (uint32_t)(r->drop_s / bucket_s), to = tl_used(&r->tl);
+    for (uint32_t i = from; i + per_s <= to; i++) {
+        uint64_t t = 0, j = 0;
+        for (uint32_t k = i; k < i + per_s; k++)
+            t += r->tl.n[k][TL_TLS], j += r->tl.n[k][TL_READY];
+        double w = per_s * bucket_s;
+        if (t / w > s->peak_tls_per_s)
+            s->peak_tls_per_s = t / w;
+        if (j / w > s->peak_ready_per_s)
+            s->peak_ready_per_s = j / w;
+    }
+}
+
 static void print_hist(FILE *f, const char *name, const struct hist *h)
 {
     if (h->count == 0)
@@ -136,7 +200,8 @@ void report_print(FILE *f, const struct run *r)
             fprintf(f, "               end of hold: +%.1f MiB = %.2f KiB/session (anon %.2f KiB/session)\n", d2 / 1024,
                     d2 / n, a2 / n);
             double ramp_cpu = (double)(r->gw_ramped.cpu_ticks - r->gw_before.cpu_ticks) * tick;
-            double hold_cpu = (double)(r->gw_end.cpu_ticks - r->gw_ramped.cpu_ticks) * tick;
+            const struct ps_sample *hs = c->storm && r->drop_s > 0 ? &r->gw_recovered : &r->gw_ramped;
+            double hold_cpu = (double)(r->gw_end.cpu_ticks - hs->cpu_ticks) * tick;
             fprintf(f, "               CPU %.2f s over the ramp (%.0f handshakes per CPU second), %.3f cores while holding\n",
                     ramp_cpu, ramp_cpu > 0 ? tls / ramp_cpu : 0, r->hold_s > 0 ? hold_cpu / r->hold_s : 0);
         }
@@ -150,6 +215,33 @@ void report_print(FILE *f, const struct run *r)
             double s = kib(r->self_before.rss_kib, r->self_ramped.rss_kib);
             fprintf(f, "  nhbench    : %d processes, RSS +%.1f MiB = %.2f KiB/session\n", r->self_ramped.procs, s / 1024,
                     s / n);
+        }
+        if (c->storm && r->drop_s <= 0) {
+            fprintf(f, "  storm      : no drop (the ramp did not set up every session)\n");
+        } else if (c->storm) {
+            struct storm_fig s;
+            storm_figures(r, &s);
+            const struct hist *h = &r->h[H_RECOVER];
+            fprintf(f, "  storm      : dropped %llu sessions at %.1f s (%s; workers began within %.0f ms, the last closed"
+                       " %.2f s after the first began), %s backoff%s\n",
+                    (unsigned long long)r->at_drop.c[C_ACTIVE], r->drop_s, c->linger0 ? "RST" : "close_notify + FIN",
+                    r->drop_spread_s * 1000, r->drop_took_s, c->backoff == CL_BACKOFF_LINK ? "link" : "no",
+                    c->backoff == CL_BACKOFF_LINK && c->backoff_unit_ms != 1000 ? " (scaled)" : "");
+            fprintf(f, "               %llu/%u back and joined %s %.2f s after the drop; p50 %.2f s, p90 %.2f s, p99 %.2f s\n",
+                    (unsigned long long)s.back, c->sessions, s.all_back ? "ALL within" : "when giving up at",
+                    s.all_back ? h->max / 1e6 : r->storm_s, hist_percentile(h, 50) / 1e6, hist_percentile(h, 90) / 1e6,
+                    hist_percentile(h, 99) / 1e6);
+            fprintf(f, "               %llu attempts (%.2f per device), %llu TLS handshakes (%llu full, %llu resumed), %llu errors;"
+                       " peak %.0f handshakes/s, %.0f joins/s\n",
+                    (unsigned long long)s.attempts, c->sessions ? (double)s.attempts / c->sessions : 0,
+                    (unsigned long long)s.tls, (unsigned long long)s.full, (unsigned long long)s.resumed,
+                    (unsigned long long)s.errors, s.peak_tls_per_s, s.peak_ready_per_s);
+            if (r->have_gw)
+                fprintf(f, "               gateway %.1f CPU s = %.2f cores until all back: %.0f handshakes per gateway CPU second\n",
+                        s.gw_cpu_s, s.gw_cores, s.gw_cpu_s > 0 ? s.tls / s.gw_cpu_s : 0);
+            if (s.have_m)
+                fprintf(f, "               machine meanwhile: %.2f cores busy = gateway %.2f + nhbench %.2f + other processes %.2f\n",
+                        s.m_busy, s.m_gw, s.m_self, s.m_busy - s.m_gw - s.m_self);
         }
     } else {
         double w = window_s(r);
@@ -224,6 +316,57 @@ static json_t *sock_json(const struct ps_sockstat *s)
                      (json_int_t)s->tcp_orphan, "tcp_tw", (json_int_t)s->tcp_tw, "tcp_alloc",
                      (json_int_t)s->tcp_alloc, "tcp_mem_bytes", (json_int_t)(s->tcp_mem_pages * 4096),
                      "slab_bytes", (json_int_t)(s->slab_kib * 1024));
+}
+
+/* Event counts per bucket, the active-session gauge and the once-a-second gateway samples, up to
+ * the end of the run: the input of bench/plot.sh. */
+static json_t *timeline_json(const struct run *r)
+{
+    static const char *const kinds[TL_KINDS] = { "started", "tls", "ready", "failed" };
+    uint32_t n = tl_used(&r->tl);
+    if (r->n_active > n)
+        n = r->n_active;
+    json_t *t = json_object();
+    json_object_set_new(t, "bucket_ms", json_integer(r->cfg.bucket_ms));
+    json_t *marks = json_object();
+    if (r->cfg.pattern == CL_HOLD)
+        json_object_set_new(marks, "ramp_end_s", json_real(r->ramp_end_s));
+    if (r->cfg.storm && r->drop_s > 0) {
+        json_object_set_new(marks, "drop_s", json_real(r->drop_s));
+        json_object_set_new(marks, "back_s", json_real(r->recovered_s));
+    }
+    json_object_set_new(marks, "end_s", json_real(r->end_s));
+    json_object_set_new(t, "marks_s", marks);
+    for (int k = 0; k < TL_KINDS; k++) {
+        json_t *a = json_array();
+        for (uint32_t i = 0; i < n; i++)
+            json_array_append_new(a, json_integer(r->tl.n[i][k]));
+        json_object_set_new(t, kinds[k], a);
+    }
+    json_t *act = json_array();
+    for (uint32_t i = 0; i < n; i++)
+        json_array_append_new(act, json_integer(i < r->n_active ? r->active[i] : 0));
+    json_object_set_new(t, "active", act);
+    json_t *ts = json_array(), *cpu = json_array(), *rss = json_array(), *sa = json_array();
+    json_t *self = json_array(), *busy = json_array(), *all = json_array();
+    for (uint32_t i = 0; i < r->n_series; i++) {
+        const struct series_point *p = &r->series[i];
+        json_array_append_new(ts, json_real(p->t));
+        json_array_append_new(cpu, json_real((double)p->cpu_ticks * ps_tick_seconds()));
+        json_array_append_new(rss, json_integer((json_int_t)p->rss_kib));
+        json_array_append_new(sa, json_integer(p->active));
+        json_array_append_new(self, json_real((double)p->self_ticks * ps_tick_seconds()));
+        json_array_append_new(busy, json_real((double)p->sys_busy * ps_tick_seconds()));
+        json_array_append_new(all, json_real((double)p->sys_all * ps_tick_seconds()));
+    }
+    json_object_set_new(t, "gateway_t_s", ts);
+    json_object_set_new(t, "gateway_cpu_s", cpu);
+    json_object_set_new(t, "gateway_rss_kib", rss);
+    json_object_set_new(t, "gateway_active", sa);
+    json_object_set_new(t, "nhbench_cpu_s", self);
+    json_object_set_new(t, "machine_busy_cpu_s", busy);
+    json_object_set_new(t, "machine_all_cpu_s", all);
+    return t;
 }
 
 static json_t *run_json(const struct run *r)
@@ -321,7 +464,8 @@ static json_t *run_json(const struct run *r)
             json_object_set_new(d, "gateway_anon_bytes_per_session_end",
                                 json_real(kib(r->gw_before.anon_kib, r->gw_end.anon_kib) * 1024 / n));
             double ramp_cpu = (double)(r->gw_ramped.cpu_ticks - r->gw_before.cpu_ticks) * tick;
-            double hold_cpu = (double)(r->gw_end.cpu_ticks - r->gw_ramped.cpu_ticks) * tick;
+            const struct ps_sample *hs = c->storm && r->drop_s > 0 ? &r->gw_recovered : &r->gw_ramped;
+            double hold_cpu = (double)(r->gw_end.cpu_ticks - hs->cpu_ticks) * tick;
             json_object_set_new(d, "gateway_cpu_s_ramp", json_real(ramp_cpu));
             json_object_set_new(d, "gateway_handshakes_per_cpu_s_ramp",
                                 json_real(ramp_cpu > 0 ? r->at_ramp.c[C_TLS] / ramp_cpu : 0));
@@ -354,7 +498,51 @@ static json_t *run_json(const struct run *r)
         json_object_set_new(d, "nhbench_cpu_s", json_real(scpu));
         json_object_set_new(d, "nhbench_cores", json_real(w > 0 ? scpu / w : 0));
     }
+    if (c->storm && r->drop_s > 0) {
+        struct storm_fig s;
+        storm_figures(r, &s);
+        const struct hist *h = &r->h[H_RECOVER];
+        json_t *st = json_object();
+        json_object_set_new(st, "backoff", json_string(c->backoff == CL_BACKOFF_LINK ? "link" : "none"));
+        json_object_set_new(st, "backoff_unit_ms", json_integer(c->backoff_unit_ms));
+        json_object_set_new(st, "drop", json_string(c->linger0 ? "rst" : "close_notify+fin"));
+        json_object_set_new(st, "dropped", json_integer((json_int_t)r->at_drop.c[C_ACTIVE]));
+        json_object_set_new(st, "drop_at_s", json_real(r->drop_s));
+        json_object_set_new(st, "drop_spread_s", json_real(r->drop_spread_s));
+        json_object_set_new(st, "drop_took_s", json_real(r->drop_took_s));
+        json_object_set_new(st, "back", json_integer((json_int_t)s.back));
+        json_object_set_new(st, "all_back", json_boolean(s.all_back));
+        json_object_set_new(st, "all_back_s", s.all_back ? json_real(h->max / 1e6) : json_null());
+        json_object_set_new(st, "waited_s", json_real(r->storm_s));
+        json_object_set_new(st, "back_p50_s", json_real(hist_percentile(h, 50) / 1e6));
+        json_object_set_new(st, "back_p90_s", json_real(hist_percentile(h, 90) / 1e6));
+        json_object_set_new(st, "back_p99_s", json_real(hist_percentile(h, 99) / 1e6));
+        json_object_set_new(st, "attempts", json_integer((json_int_t)s.attempts));
+        json_object_set_new(st, "tls_handshakes", json_integer((json_int_t)s.tls));
+        json_object_set_new(st, "tls_full", json_integer((json_int_t)s.full));
+        json_object_set_new(st, "tls_resumed", json_integer((json_int_t)s.resumed));
+        json_object_set_new(st, "peak_tls_per_s", json_real(s.peak_tls_per_s));
+        json_object_set_new(st, "peak_joins_per_s", json_real(s.peak_ready_per_s));
+        json_t *ea = json_object();
+        for (int k = 0; k < E_COUNT; k++)
+            if (r->at_recovered.e[k] > r->at_drop.e[k])
+                json_object_set_new(ea, cl_error_names[k], json_integer((json_int_t)(r->at_recovered.e[k] - r->at_drop.e[k])));
+        json_object_set_new(st, "errors_until_back", ea);
+        if (r->have_gw) {
+            json_object_set_new(st, "gateway_cpu_s", json_real(s.gw_cpu_s));
+            json_object_set_new(st, "gateway_cores", json_real(s.gw_cores));
+            json_object_set_new(st, "handshakes_per_gateway_cpu_s", json_real(s.gw_cpu_s > 0 ? s.tls / s.gw_cpu_s : 0));
+        }
+        if (s.have_m)
+            json_object_set_new(st, "machine_cores_busy",
+                                json_pack("{s:f,s:f,s:f,s:f}", "all", s.m_busy, "gateway", s.m_gw, "nhbench", s.m_self,
+                                          "other_processes", s.m_busy - s.m_gw - s.m_self));
+        json_object_set_new(d, "storm", st);
+        json_object_set_new(o, "counts_at_drop", counts_json(&r->at_drop));
+        json_object_set_new(o, "counts_when_back", counts_json(&r->at_recovered));
+    }
     json_object_set_new(o, "derived", d);
+    json_object_set_new(o, "timeline", timeline_json(r));
     json_object_set_new(o, "gateway", gw);
     json_object_set_new(o, "nhbench", self);
     json_object_set_new(o, "kernel_sockstat", kern);

@@ -13,6 +13,7 @@
 #include "client.h"
 #include "hist.h"
 #include "procstat.h"
+#include "timeline.h"
 
 struct bench_counts {
     uint64_t c[C_COUNT];
@@ -20,10 +21,21 @@ struct bench_counts {
     uint64_t close_codes[17];
 };
 
-enum { H_CONNECT, H_TLS, H_UPGRADE, H_JOIN, H_SETUP, H_HB, H_HB_HOLD, H_CYCLE, H_COUNT };
+enum { H_CONNECT, H_TLS, H_UPGRADE, H_JOIN, H_SETUP, H_HB, H_HB_HOLD, H_CYCLE, H_RECOVER, H_COUNT };
 
 #define REPORT_MAX_FAIL 8
-#define REPORT_MAX_RUNS 12 /* runs in one invocation (smoke has 7) */
+#define REPORT_MAX_RUNS 12 /* runs in one invocation (smoke has 8) */
+#define REPORT_SERIES 4096 /* once-a-second samples of the gateway kept per run */
+
+/* One sample of the gateway's process tree, taken by the parent about once a second. */
+struct series_point {
+    double t;           /* seconds from the run's epoch */
+    uint64_t cpu_ticks; /* cumulative utime + stime */
+    uint64_t rss_kib;
+    uint64_t self_ticks;          /* nhbench's own CPU time (parent + workers), cumulative */
+    uint64_t sys_busy, sys_all;   /* the whole machine (ps_system_cpu), cumulative */
+    uint32_t active;    /* sessions ready and open at that moment (nhbench's count) */
+};
 
 struct run {
     char name[32];                  /* scenario */
@@ -38,6 +50,21 @@ struct run {
     struct ps_sample self_before, self_ramped, self_end; /* nhbench and its workers */
     struct ps_sockstat sock_before, sock_ramped, sock_end;
     struct bench_counts at_ramp, at_end, win_start, win_end, final; /* at_end: end of hold, before stopping */
+    /* storm (cfg.storm): the parent's drop command and what followed */
+    double epoch_s;                 /* CLOCK_MONOTONIC seconds of cfg.epoch_us */
+    double storm_timeout_s;         /* how long to wait for every device to come back */
+    double ramp_end_s, drop_s, recovered_s, end_s; /* from the epoch */
+    double storm_s;                 /* drop command .. every device back (or the timeout) */
+    double drop_spread_s;           /* last worker's drop - first worker's drop */
+    double drop_took_s;             /* first worker's drop .. last connection closed */
+    struct bench_counts at_drop, at_recovered;
+    struct ps_sample gw_dropped, gw_recovered;
+    /* curves: events per bucket (workers merged) and the active-session gauge per bucket */
+    struct tl tl;
+    uint32_t active[TL_BUCKETS];
+    uint32_t n_active;              /* buckets of `active` filled */
+    struct series_point series[REPORT_SERIES];
+    uint32_t n_series;
     struct hist h[H_COUNT];
     struct hist h_cycle_corrected;  /* closed loop: H_CYCLE corrected for coordinated omission */
     uint64_t co_interval_us;        /* the expected interval used for that correction */

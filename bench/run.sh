@@ -5,12 +5,14 @@
 #   bench/run.sh smoke                       # the C client's end-to-end check (what `make test` runs)
 #   bench/run.sh hold --sessions 50000 --hold 60s
 #   bench/run.sh handshake --concurrency 32 --duration 20s [--resume]
+#   bench/run.sh storm --sessions 100000 [--backoff link|none] [--resume]
 #
 # It generates the test PKI (ops/devcerts.sh build/test-certs), starts build/nhgw on a free
 # 127.0.0.1 port with enough workers for the session count (each process stays under the 20,000
 # descriptor limit), a high accept rate, and timeouts that fit the scenario, runs build/nhbench
 # with --target/--gateway-pid/--json, stops the gateway with SIGTERM, and prints nhbench's summary
-# plus what the gateway logged at warn/error. Files land in build/bench-results/.
+# plus what the gateway logged at warn/error. Files land in build/bench-results/, with a PNG of the
+# run's curves (bench/plot.sh) when gnuplot is installed.
 # Environment: NHGW_BIN, NHBENCH_BIN (binaries), GW_WORKERS (gateway workers), GW_ARGS (extra
 # gateway options), GW_CPUS / BENCH_CPUS (taskset CPU lists to pin the gateway / nhbench, e.g. 1
 # and 0), RESULTS (output directory). Exit status: nhbench's, or 1 if the gateway died.
@@ -21,7 +23,7 @@ repo=$(cd "$here/.." && pwd)
 cd "$repo"
 
 if [ $# -lt 1 ]; then
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 scenario=$1
@@ -134,6 +136,9 @@ gw_status=$(grep -E 'event=master_exit' "$log" | tail -1 || true)
 
 echo
 echo "run.sh: results $json"
+if [ "$scenario" != smoke ] && [ -f "$json" ] && command -v gnuplot >/dev/null 2>&1; then
+  "$here/plot.sh" "$json" | sed 's/^/run.sh: plot /' || echo "run.sh: plotting failed" >&2
+fi
 echo "run.sh: gateway log $log"
 echo "run.sh: gateway warn/error lines by event:"
 grep -E 'level=(warn|error)' "$log" | sed -E 's/.*level=([a-z]+) event=([A-Za-z0-9_]+).*/  \1 \2/' | sort | uniq -c | sort -rn | head -20 || true

@@ -65,7 +65,7 @@ static json_t *timestamp(const char *p, uint32_t n)
 
 static json_t *conv(const msgpack_object *o, int depth)
 {
-    if (depth > LP_MAX_DEPTH)
+    if (depth > MPJ_MAX_DEPTH)
         return NULL;
     switch (o->type) {
     case MSGPACK_OBJECT_NIL:

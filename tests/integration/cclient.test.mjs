@@ -1,7 +1,9 @@
 // The project's own C device client against the real gateway: `nhbench smoke` (bench/) opens a
 // few hundred mTLS sessions with a unique certificate each, JSON and msgpack, with and without
 // permessage-deflate, joins `device` and `extensions` with link's payloads, heartbeats, checks
-// every reply byte for byte, then runs the handshake scenarios (full, resumed, TLS only, TLS 1.3).
+// every reply byte for byte, drops every session of a second set at once and brings them back with
+// nerves_hub_link's reconnect backoff (storm), then runs the handshake scenarios (full, resumed, TLS
+// only, TLS 1.3).
 // Here we only assert its exit status and its JSON result; the checks themselves live in C.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -69,7 +71,7 @@ function checkResult({ r, json, explain }, { inflated = false } = {}) {
   assert.equal(res.heartbeat_sessions, SESSIONS, explain);
   assert.ok(res.heartbeats_answered > 0, explain);
   const names = res.runs.map((x) => x.scenario);
-  for (const s of ['hold', 'tls-hold', 'handshake', 'tls-handshake']) assert.ok(names.includes(s), `${s} ran`);
+  for (const s of ['hold', 'storm', 'tls-hold', 'handshake', 'tls-handshake']) assert.ok(names.includes(s), `${s} ran`);
   for (const run of res.runs) {
     assert.equal(run.pass, true, `${run.scenario}: ${run.failures.join('; ')}`);
     assert.equal(run.errors_total, 0, `${run.scenario}: ${JSON.stringify(run.errors)}`);
@@ -81,7 +83,36 @@ function checkResult({ r, json, explain }, { inflated = false } = {}) {
   if (inflated) assert.ok(hold.counts.inflated > 0, 'compressed server messages were received and inflated');
   const resumed = res.runs.find((x) => x.scenario === 'handshake' && x.config.resume);
   assert.ok(resumed.counts.tls_resumed > 0, 'TLS 1.2 ticket resumption works');
+  checkStorm(res.runs.find((x) => x.scenario === 'storm'));
   return res;
+}
+
+// Every session of the storm run was dropped at once and every device came back, joined again and
+// had a heartbeat answered on its new connection; the JSON carries the curves the plots are made of.
+function checkStorm(storm) {
+  const st = storm.derived.storm;
+  assert.equal(storm.config.sessions, SESSIONS);
+  assert.equal(storm.counts_at_drop.active, SESSIONS, 'every session was open before the drop');
+  assert.equal(st.dropped, SESSIONS);
+  assert.equal(st.back, SESSIONS, 'every device came back');
+  assert.equal(st.all_back, true);
+  assert.equal(storm.counts.recovered, SESSIONS);
+  assert.equal(storm.counts.device_joined, 2 * SESSIONS, 'each device joined twice: before and after the drop');
+  assert.equal(storm.counts.extensions_joined, 2 * SESSIONS);
+  assert.equal(storm.counts_at_end_of_hold.active, SESSIONS, 'every reconnected session was still open at the end');
+  assert.ok(storm.counts.heartbeat_sessions - storm.counts_at_drop.heartbeat_sessions >= SESSIONS,
+    'every reconnected session had a heartbeat answered');
+  assert.ok(st.tls_resumed > 0, 'reconnects resumed their TLS sessions');
+  assert.equal(st.attempts, SESSIONS, 'no reconnect attempt failed');
+  assert.deepEqual(st.errors_until_back, {});
+  // link's first reconnect waits 1-1.5 s, so nobody may be back sooner
+  assert.ok(storm.latency_us.recover.min >= 1000000, `recovery ${storm.latency_us.recover.min} us is before link's backoff`);
+  const tl = storm.timeline;
+  const sum = (a) => a.reduce((x, y) => x + y, 0);
+  assert.equal(sum(tl.ready), 2 * SESSIONS, 'the timeline counts every join');
+  assert.equal(sum(tl.tls), 2 * SESSIONS);
+  assert.equal(tl.active.length, tl.ready.length);
+  assert.ok(tl.marks_s.drop_s < tl.marks_s.back_s);
 }
 
 describe('C client (nhbench smoke)', () => {

@@ -327,16 +327,16 @@ TEST(platform_mpjson)
     ASSERT(mpj_to_json(o.p, o.n - 3) == NULL);
     ASSERT(mpj_to_json(o.p, 0) == NULL);
     lp_out_free(&o);
-    /* nesting: LP_MAX_DEPTH arrays are fine, one more is refused */
+    /* nesting: MPJ_MAX_DEPTH arrays are fine, one more is refused */
     struct lp_out d = {0};
-    for (int i = 0; i < LP_MAX_DEPTH; i++)
+    for (int i = 0; i < MPJ_MAX_DEPTH; i++)
         lp_mp_array(&d, 1);
     lp_mp_nil(&d);
     json_t *deep = mpj_to_json(d.p, d.n);
     ASSERT(deep);
     json_decref(deep);
     lp_out_reset(&d);
-    for (int i = 0; i < LP_MAX_DEPTH + 1; i++)
+    for (int i = 0; i < MPJ_MAX_DEPTH + 1; i++)
         lp_mp_array(&d, 1);
     lp_mp_nil(&d);
     ASSERT(mpj_to_json(d.p, d.n) == NULL);
