@@ -16,6 +16,7 @@ WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wundef
 ifeq ($(ERR),1)
 WARN      += -Werror
 endif
+NHGW_COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CSTD      := -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -g -MMD -MP
 INCLUDES  := $(DEPS_CFLAGS) -Iproto -Igateway -Ibench
 SYSLIBS   := -levent_core -levent_pthreads -lnats -ljansson -lz -lm -lpthread
@@ -67,6 +68,13 @@ $(SAN_DIR)/%.o: %.c $(DEPS)/deps.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(SAN_FLAGS) $(WARN) $(INCLUDES) -c $< -o $@
 
+# nhgw_build_info names the commit: stats.o is rebuilt every time (it is small) so it never
+# carries a stale one. The Dockerfile passes NHGW_COMMIT (its context has no .git).
+$(OPT_DIR)/gateway/stats.o $(SAN_DIR)/gateway/stats.o: CSTD += -DNHGW_COMMIT='"$(NHGW_COMMIT)"'
+$(OPT_DIR)/gateway/stats.o $(SAN_DIR)/gateway/stats.o: FORCE
+FORCE:
+.PHONY: FORCE
+
 $(BUILD)/nhgw: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) $(MAIN_SRC))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
@@ -74,7 +82,7 @@ $(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) 
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 UNIT_ALL := $(CODEC_SRC) $(PROTO_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c $(BENCH_UNIT_SRC) \
-            bench/hist.c bench/wsc.c gateway/rmap.c $(PLATFORM_PURE_SRC)
+            bench/hist.c bench/wsc.c gateway/rmap.c gateway/scrollback.c $(PLATFORM_PURE_SRC)
 
 $(BUILD)/unit: $(call obj,$(OPT_DIR),$(UNIT_ALL))
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)

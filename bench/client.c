@@ -35,7 +35,7 @@ const char *const cl_counter_names[C_COUNT] = {
     "started", "tcp_connected", "tls_done", "tls_full", "tls_resumed", "tls13", "upgraded", "pmd",
     "device_joined", "extensions_joined", "ready", "active", "pending", "heartbeats_sent",
     "heartbeats_ok", "heartbeat_sessions", "messages_in", "messages_out", "pushes", "inflated", "cycles",
-    "reconnects", "recovered",
+    "reconnects", "recovered", "updates",
 };
 
 const char *const cl_error_names[E_COUNT] = {
@@ -86,6 +86,8 @@ struct dev {
     uint8_t attempt;     /* storm: failed attempts since the last successful connect */
     bool back;           /* storm: joined again since the drop */
     bool scheduled;      /* storm: its first reconnect after the drop is scheduled */
+    uint8_t fan_round;   /* fanout: the last round whose update this device received */
+    uint8_t fan_n;       /* ... and how many copies of it (saturating) */
 };
 
 struct wk;
@@ -772,6 +774,42 @@ static void describe_reply(const struct phx_msg *m, char *out, size_t cap)
                  (int)(m->has_ref ? m->ref.len : 4), m->has_ref ? m->ref.p : "null");
 }
 
+/* A `device` push `update`. In a fanout run it counts for the parent's current round when its
+ * payload (msgpack, whatever the socket's format) names that round's firmware uuid: the first copy
+ * per device is timed from the trigger, further copies are duplicates; anything else is stale. */
+static void on_update(struct conn *c, const struct phx_msg *m, uint64_t t)
+{
+    struct wk *w = c->w;
+    ctr_add(w, C_UPDATES, 1);
+    const volatile struct cl_fan *f = w->cfg->fan;
+    if (!f)
+        return;
+    uint32_t round = __atomic_load_n(&f->round, __ATOMIC_ACQUIRE);
+    char uuid[sizeof(f->uuid)];
+    memcpy(uuid, (const char *)f->uuid, sizeof(uuid));
+    uuid[sizeof(uuid) - 1] = 0;
+    size_t ul = strlen(uuid);
+    if (round == 0 || round > CL_FAN_MAX || ul == 0 || !memmem(m->payload.p, m->payload.len, uuid, ul)) {
+        w->slot->fan_stale++;
+        return;
+    }
+    struct dev *d = &w->devs[c->dev / (uint32_t)w->cfg->workers];
+    uint32_t i = round - 1;
+    if (d->fan_round != round) {
+        d->fan_round = (uint8_t)round;
+        d->fan_n = 1;
+        uint64_t t0 = f->t0_us;
+        hist_record(&w->slot->h_fan[i], t > t0 ? t - t0 : 0);
+        w->slot->fan_first[i]++;
+        return;
+    }
+    w->slot->fan_dup[i]++;
+    if (d->fan_n == 1)
+        w->slot->fan_dup_devs[i]++;
+    if (d->fan_n < UINT8_MAX)
+        d->fan_n++;
+}
+
 /* A whole Phoenix message. Returns 0, or -1 when the connection is gone. */
 static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t *p, size_t n)
 {
@@ -807,7 +845,9 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
     int ret = 0;
     if (!span_is(m.event, "phx_reply")) {
         ctr_add(w, C_PUSHES, 1);
-        if (span_is(m.event, "phx_close") || span_is(m.event, "phx_error")) {
+        if (span_is(m.event, "update") && span_is(m.topic, "device"))
+            on_update(c, &m, t);
+        else if (span_is(m.event, "phx_close") || span_is(m.event, "phx_error")) {
             snprintf(d, sizeof(d), "%.*s on %.*s", (int)m.event.len, m.event.p, (int)m.topic.len, m.topic.p);
             note_error(w, E_CHANNEL_CLOSED, d);
         }
@@ -878,6 +918,7 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
             conn_fail(c, E_STRICT, "extensions join response is neither a map nor an array");
             ret = -1;
         } else {
+            hist_record(&w->slot->h_ext_join, t - c->t_mark);
             ctr_add(w, C_EXT_JOINED, 1);
             become_ready(c);
         }
@@ -1383,8 +1424,8 @@ static int encode_json(struct wk *w, const char *json, struct buf out[2])
 
 /* The join payload link sends (device-protocol.md §3.3.1, §8). */
 static const char DEVICE_JOIN[] =
-    "[\"1\",\"1\",\"device\",\"phx_join\",{\"nerves_fw_uuid\":\"8a8b902c-d1a9-58aa-6111-04ab57c2f2a8\","
-    "\"nerves_fw_product\":\"my_product\",\"nerves_fw_version\":\"1.0.0\",\"nerves_fw_architecture\":\"arm\","
+    "[\"1\",\"1\",\"device\",\"phx_join\",{\"nerves_fw_uuid\":\"" CL_DEVICE_FW_UUID "\","
+    "\"nerves_fw_product\":\"my_product\",\"nerves_fw_version\":\"" CL_DEVICE_FW_VERSION "\",\"nerves_fw_architecture\":\"arm\","
     "\"nerves_fw_platform\":\"rpi4\",\"nerves_fw_author\":\"ACME\",\"nerves_fw_description\":\"\","
     "\"nerves_fw_vcs_identifier\":\"\",\"nerves_fw_misc\":\"\",\"fwup_version\":\"1.10.2\","
     "\"device_api_version\":\"2.3.0\",\"console_version\":\"2.0.0\",\"currently_downloading_uuid\":null,"
@@ -1428,6 +1469,9 @@ void cl_slot_init(struct cl_slot *s)
     hist_init(&s->h_tls);
     hist_init(&s->h_upgrade);
     hist_init(&s->h_join);
+    hist_init(&s->h_ext_join);
+    for (int i = 0; i < CL_FAN_MAX; i++)
+        hist_init(&s->h_fan[i]);
     hist_init(&s->h_setup);
     hist_init(&s->h_hb);
     hist_init(&s->h_hb_hold);

@@ -24,6 +24,8 @@ enum cl_pattern {
     CL_CYCLE, /* connect, handshake (and upgrade in WS mode), close, repeat */
 };
 
+struct cl_fan;
+
 struct cl_cfg {
     enum cl_mode mode;
     enum cl_pattern pattern;
@@ -57,6 +59,23 @@ struct cl_cfg {
     uint32_t backoff_unit_ms;   /* CL_BACKOFF_LINK: the first delay (link: 1000 ms; backoff.h) */
     uint64_t epoch_us;          /* CLOCK_MONOTONIC µs of the run's start: timeline bucket 0 */
     uint32_t bucket_ms;         /* timeline bucket width */
+    const volatile struct cl_fan *fan; /* fanout: the parent's current trigger (shared memory); NULL otherwise */
+};
+
+#define CL_FAN_MAX 8 /* fanout rounds in one run */
+
+/* The firmware every simulated device runs (its `device` join's nerves_fw_uuid and version). */
+#define CL_DEVICE_FW_UUID "8a8b902c-d1a9-58aa-6111-04ab57c2f2a8"
+#define CL_DEVICE_FW_VERSION "1.0.0"
+
+/* The fanout trigger the parent publishes to the workers (shared memory, single writer). It
+ * writes uuid and t0_us, then increments round (release); a worker that sees round r (acquire)
+ * counts a `device` push `update` whose payload carries uuid as that round's delivery. Round 0
+ * means no trigger yet. */
+struct cl_fan {
+    volatile uint32_t round;    /* 1 .. CL_FAN_MAX */
+    volatile uint64_t t0_us;    /* CLOCK_MONOTONIC µs just before the operator request was sent */
+    char uuid[40];              /* the firmware uuid this round pushes */
 };
 
 enum {
@@ -88,6 +107,7 @@ enum cl_counter {
     C_CYCLES,       /* CL_CYCLE: connections completed and closed */
     C_RECONNECTS,   /* storm: connection attempts started after the drop */
     C_RECOVERED,    /* storm: devices joined again after the drop (each counted once) */
+    C_UPDATES,      /* `update` pushes received on `device` (any round, any firmware) */
     C_COUNT
 };
 
@@ -135,6 +155,7 @@ struct cl_slot {
     struct hist h_tls;                  /* TLS done, from the intended start (open loop) or actual start */
     struct hist h_upgrade;              /* 101, from TLS done */
     struct hist h_join;                 /* `device` join reply, from sending it */
+    struct hist h_ext_join;             /* `extensions` join reply, from sending it */
     struct hist h_setup;                /* session ready (all joins), from the intended start */
     struct hist h_hb;                   /* heartbeat reply, from the intended heartbeat time */
     struct hist h_hb_hold;              /* ... only those sent while the parent measured (CL_PHASE_MEASURE) */
@@ -143,6 +164,12 @@ struct cl_slot {
     volatile uint64_t drop_us;          /* storm: CLOCK_MONOTONIC µs when this worker began to drop its sessions */
     volatile uint64_t drop_end_us;      /* ... and when it had closed the last one */
     struct tl tl;                       /* events over time from cfg->epoch_us; read after the worker ended */
+    /* fanout, per round (index round - 1) */
+    struct hist h_fan[CL_FAN_MAX];      /* first `update` of the round per device, from the trigger */
+    volatile uint64_t fan_first[CL_FAN_MAX];    /* devices that received the round's update */
+    volatile uint64_t fan_dup[CL_FAN_MAX];      /* further copies of it received */
+    volatile uint64_t fan_dup_devs[CL_FAN_MAX]; /* devices that received it more than once */
+    volatile uint64_t fan_stale;        /* updates of an earlier round or an unknown firmware */
 };
 
 #define CL_ST_STARTING 0

@@ -2,7 +2,8 @@
  * Parses options, prepares the device certificate pool, forks worker processes (client.c) that
  * share nothing but a results slot, samples the gateway's memory and CPU from /proc around the
  * measured phase, and reports a human summary and a JSON file. Scenarios: hold, handshake,
- * tls-hold, tls-handshake, storm, smoke, crypto (fanout is planned: see bench/README.md).
+ * tls-hold, tls-handshake, storm, fanout (needs the NATS link and the reference platform), smoke,
+ * crypto.
  * Deliberately not here: connection handling (client.c), report formatting (report.c). */
 #include <errno.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include "devpool.h"
 #include "procstat.h"
 #include "report.h"
+#include "trigger.h"
 
 #define FD_PER_WORKER 15000 /* sessions per nhbench process (the hard descriptor limit is 20,000) */
 
@@ -43,6 +45,9 @@ static void usage(FILE *f)
             "  tls-handshake  like handshake, TLS only\n"
             "  storm          ramp like hold, then close every session at once and reconnect every\n"
             "                 device with link's backoff; time until all are joined again, rate curve\n"
+            "  fanout         ramp like hold (against a gateway on the NATS link with the reference\n"
+            "                 platform), then ask the platform's operator API to push `update` to every\n"
+            "                 device, once per --fanout path; delivery latency and completeness\n"
             "  smoke          every scenario briefly, strict checks; exit 1 on any failure\n"
             "  crypto         no connections: time the public-key operations of one full mTLS\n"
             "                 handshake with this BoringSSL (the crypto-only bound); no --target\n"
@@ -63,6 +68,13 @@ static void usage(FILE *f)
             "  --backoff-unit T       storm: link's first delay, the list scales with it (default 1s)\n"
             "  --storm-timeout T      storm: how long to wait for every device to be back (default 5m)\n"
             "  --bucket T             timeline bucket width for the rate curves (default 100ms)\n"
+            "  --nats URL             fanout: the platform's NATS (default nats://127.0.0.1:4222)\n"
+            "  --link-prefix P        fanout: the link prefix (default nh)\n"
+            "  --fanout LIST          fanout: rounds, comma-separated, at most %d: topic (deployment.update\n"
+            "                         with new firmware: one publish on the deployment's topic) or scan\n"
+            "                         (deployment.create: one inbox push per device) (default topic,scan)\n"
+            "  --fanout-timeout T     fanout: how long a round waits for every device (default 60s)\n"
+            "  --fanout-grace T       fanout: wait after the last device, to catch duplicates (default 2s)\n"
             "  --duration T           handshake: measured window (default 10s)\n"
             "  --warmup T             handshake: unmeasured start (default 2s)\n"
             "  --settle T             hold: wait after the ramp before sampling memory (default 2s)\n"
@@ -87,7 +99,7 @@ static void usage(FILE *f)
             "  --json FILE            write the results as JSON\n"
             "  --label TEXT           free text stored in the JSON\n"
             "  --quiet                no progress lines on stderr\n",
-            argv0, FD_PER_WORKER);
+            argv0, FD_PER_WORKER, CL_FAN_MAX);
 }
 
 static int parse_duration_ms(const char *s, uint32_t *out)
@@ -155,6 +167,7 @@ static void on_sigint(int sig)
 
 struct shared {
     volatile int phase;
+    struct cl_fan fan;
     struct cl_slot slots[];
 };
 
@@ -305,6 +318,150 @@ static void sample(pid_t pid, struct ps_sample *s, bool *ok)
     *ok = pid > 0 && ps_sample_tree(pid, s) == 0;
 }
 
+/* ---- fanout ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int fan_wait_index;      /* the round watch() waits for (0-based) */
+static uint64_t fan_wait_count; /* ... and how many devices must have it */
+
+static uint64_t fan_sum(const struct shared *sh, int n, const volatile uint64_t *(*field)(const struct cl_slot *),
+                        int k)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < n; i++)
+        t += field(&sh->slots[i])[k];
+    return t;
+}
+
+static const volatile uint64_t *f_first(const struct cl_slot *s)
+{
+    return s->fan_first;
+}
+static const volatile uint64_t *f_dup(const struct cl_slot *s)
+{
+    return s->fan_dup;
+}
+static const volatile uint64_t *f_dup_devs(const struct cl_slot *s)
+{
+    return s->fan_dup_devs;
+}
+
+static uint64_t stale_sum(const struct shared *sh, int n)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < n; i++)
+        t += sh->slots[i].fan_stale;
+    return t;
+}
+
+static bool fan_all_in(const struct shared *sh, int n)
+{
+    return fan_sum(sh, n, f_first, fan_wait_index) >= fan_wait_count;
+}
+
+/* The deployment every device joins into, created before the ramp: its firmware is the devices'
+ * own, so the join pushes nothing, and every device follows its topic (`deployment:<id>`). The
+ * NATS library's threads are gone when this returns, so the workers can be forked. */
+static int fan_base(struct run *r)
+{
+    char err[200], name[64];
+    struct tr *t = tr_open(r->nats_url, r->link_prefix, err, sizeof(err));
+    if (!t) {
+        report_fail(r, err);
+        return -1;
+    }
+    snprintf(name, sizeof(name), "nhbench-%d-%llu-base", (int)getpid(), (unsigned long long)now_us());
+    int64_t matched, pushed;
+    uint64_t a, b;
+    int rc = tr_deployment_create(t, name, CL_DEVICE_FW_UUID, CL_DEVICE_FW_VERSION, 10000, &r->fan_base_deployment,
+                                  &matched, &pushed, &a, &b, err, sizeof(err));
+    tr_close(t);
+    if (rc != 0)
+        report_fail(r, err);
+    return rc;
+}
+
+/* The rounds, after the ramp: for each, publish the trigger to the workers, send the operator
+ * request, wait until every open session received the round's update (or the timeout), then
+ * --fanout-grace more for duplicates. Returns false if a worker died or the user interrupted. */
+static bool fan_rounds(struct run *r, struct shared *sh, pid_t *pids, double t0, bool quiet)
+{
+    int W = r->cfg.workers;
+    char err[200];
+    struct tr *t = tr_open(r->nats_url, r->link_prefix, err, sizeof(err));
+    if (!t) {
+        report_fail(r, err);
+        return true;
+    }
+    int64_t dep = r->fan_base_deployment;
+    bool ok = true;
+    for (int i = 0; i < r->n_fan && ok; i++) {
+        struct fan_round *f = &r->fan[i];
+        struct bench_counts c;
+        sum_slots(sh, W, &c);
+        f->expected = c.c[C_ACTIVE];
+        uint64_t stale0 = stale_sum(sh, W);
+        tr_new_uuid(f->uuid);
+        char version[24];
+        snprintf(version, sizeof(version), "1.0.%d", i + 1);
+        memcpy(sh->fan.uuid, f->uuid, sizeof(f->uuid));
+        struct ps_sample g0 = { 0 }, g1 = { 0 };
+        bool have0, have1;
+        sample(r->gw_pid, &g0, &have0);
+        uint64_t trig = now_us();
+        sh->fan.t0_us = trig;
+        __atomic_store_n(&sh->fan.round, (uint32_t)(i + 1), __ATOMIC_RELEASE);
+        f->trigger_s = (double)trig / 1e6 - r->epoch_s;
+        uint64_t sent, replied;
+        int rc;
+        if (!strcmp(f->path, "scan")) {
+            char name[64];
+            snprintf(name, sizeof(name), "nhbench-%d-%llu-%d", (int)getpid(), (unsigned long long)trig, i + 1);
+            rc = tr_deployment_create(t, name, f->uuid, version, (uint32_t)(r->fan_timeout_s * 1000), &dep, &f->matched,
+                                      &f->pushed, &sent, &replied, err, sizeof(err));
+        } else {
+            rc = tr_deployment_update(t, dep, f->uuid, version, 10000, f->reply_path, &sent, &replied, err, sizeof(err));
+        }
+        f->deployment = dep;
+        f->api_ms = (double)(replied - trig) / 1000.0;
+        if (rc != 0) {
+            snprintf(f->error, sizeof(f->error), "%s", err);
+            report_fail(r, err);
+        }
+        fan_wait_index = i;
+        fan_wait_count = f->expected;
+        double ts = now_s();
+        double left = r->fan_timeout_s - (ts - (double)trig / 1e6);
+        if (rc == 0)
+            ok = watch(r, sh, pids, left > 0 ? left : 0, t0, quiet, fan_all_in);
+        f->complete = fan_all_in(sh, W);
+        if (ok)
+            ok = watch(r, sh, pids, r->fan_grace_s, t0, quiet, NULL);
+        f->waited_s = now_s() - (double)trig / 1e6;
+        sample(r->gw_pid, &g1, &have1);
+        if (have0 && have1)
+            f->gw_cpu_s = (double)(g1.cpu_ticks - g0.cpu_ticks) * ps_tick_seconds();
+        f->first = fan_sum(sh, W, f_first, i);
+        f->dup = fan_sum(sh, W, f_dup, i);
+        f->dup_devs = fan_sum(sh, W, f_dup_devs, i);
+        f->stale = stale_sum(sh, W) - stale0;
+        sum_slots(sh, W, &c);
+        f->open_after = c.c[C_ACTIVE];
+        if (!quiet)
+            fprintf(stderr, "[%6.1fs] %s: round %d (%s): %llu/%llu devices got the update, %llu duplicates, api %.1f ms\n",
+                    now_s() - t0, r->name, i + 1, f->path, (unsigned long long)f->first,
+                    (unsigned long long)f->expected, (unsigned long long)f->dup, f->api_ms);
+    }
+    tr_close(t);
+    return ok;
+}
+
 /* Execute one run described by r->cfg; fills the rest of *r. */
 static void run_one(struct run *r, pid_t gw_pid, bool quiet)
 {
@@ -327,6 +484,13 @@ static void run_one(struct run *r, pid_t gw_pid, bool quiet)
     sample(gw_pid, &r->gw_before, &r->have_gw);
     ps_sockstat(&r->sock_before);
     ps_sample_tree(getpid(), &r->self_before);
+    if (r->fanout) {
+        r->cfg.fan = &sh->fan;
+        if (fan_base(r) != 0) {
+            munmap(sh, len);
+            return;
+        }
+    }
 
     fflush(NULL);
     pid_t pids[256] = { 0 };
@@ -380,6 +544,10 @@ static void run_one(struct run *r, pid_t gw_pid, bool quiet)
                 sample(gw_pid, &r->gw_recovered, &r->have_gw);
                 if (ok && !recovered(sh, W))
                     report_fail(r, "not every device came back within --storm-timeout");
+            } else if (r->fanout) {
+                sh->phase = CL_PHASE_MEASURE;
+                ok = fan_rounds(r, sh, pids, t0, quiet);
+                sample(gw_pid, &r->gw_recovered, &r->have_gw); /* the hold's start */
             } else {
                 sh->phase = CL_PHASE_MEASURE;
             }
@@ -460,6 +628,8 @@ struct opts {
     int vsn, deflate, tls_max;
     bool resume, strict, no_ext, no_iface, linger0, quiet;
     const char *groups, *server_ca, *sni, *host, *path, *ca_cert, *ca_key, *pool_dir, *json, *label;
+    const char *nats, *link_prefix, *fanout;
+    uint32_t fan_timeout_ms, fan_grace_ms;
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -487,6 +657,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->ca_cert = "build/test-certs/device-ca.pem";
     o->ca_key = "build/test-certs/device-ca.key";
     o->pool_dir = "build/bench-pool";
+    o->nats = "nats://127.0.0.1:4222";
+    o->link_prefix = "nh";
+    o->fanout = "topic,scan";
+    o->fan_timeout_ms = 60000;
+    o->fan_grace_ms = 2000;
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             usage(stdout);
@@ -592,6 +767,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->json = v;
         else if (!strcmp(a, "--label"))
             o->label = v;
+        else if (!strcmp(a, "--nats"))
+            o->nats = v;
+        else if (!strcmp(a, "--link-prefix"))
+            o->link_prefix = v;
+        else if (!strcmp(a, "--fanout"))
+            o->fanout = v;
+        else if (!strcmp(a, "--fanout-timeout"))
+            bad = parse_duration_ms(v, &o->fan_timeout_ms) || o->fan_timeout_ms == 0;
+        else if (!strcmp(a, "--fanout-grace"))
+            bad = parse_duration_ms(v, &o->fan_grace_ms);
         else
             used = false;
         if (!used) {
@@ -643,7 +828,8 @@ static void make_run(struct run *r, const struct opts *o, const char *scenario, 
     struct cl_cfg *c = &r->cfg;
     bool tls = !strncmp(scenario, "tls-", 4);
     bool storm = !strcmp(scenario, "storm");
-    bool hold = strstr(scenario, "hold") != NULL || storm;
+    bool fanout = !strcmp(scenario, "fanout");
+    bool hold = strstr(scenario, "hold") != NULL || storm || fanout;
     c->mode = tls ? CL_MODE_TLS : CL_MODE_WS;
     c->pattern = hold ? CL_HOLD : CL_CYCLE;
     parse_target(o->target, &c->target);
@@ -687,7 +873,20 @@ static void make_run(struct run *r, const struct opts *o, const char *scenario, 
         c->devices = c->sessions;
     if (c->devices < (uint32_t)c->workers)
         c->devices = (uint32_t)c->workers;
-    r->hold_s = (storm && !o->hold_set ? 5000 : o->hold_ms) / 1000.0;
+    r->hold_s = ((storm || fanout) && !o->hold_set ? (storm ? 5000 : 1000) : o->hold_ms) / 1000.0;
+    if (fanout) {
+        r->fanout = true;
+        copy(r->nats_url, sizeof(r->nats_url), o->nats);
+        copy(r->link_prefix, sizeof(r->link_prefix), o->link_prefix);
+        copy(r->fan_paths, sizeof(r->fan_paths), o->fanout);
+        r->fan_timeout_s = o->fan_timeout_ms / 1000.0;
+        r->fan_grace_s = o->fan_grace_ms / 1000.0;
+        char list[96];
+        copy(list, sizeof(list), o->fanout);
+        char *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok && r->n_fan < CL_FAN_MAX; tok = strtok_r(NULL, ",", &save))
+            copy(r->fan[r->n_fan++].path, sizeof(r->fan[0].path), tok);
+    }
     r->storm_timeout_s = o->storm_timeout_ms / 1000.0;
     r->duration_s = o->duration_ms / 1000.0;
     r->warmup_s = o->warmup_ms / 1000.0;
@@ -738,6 +937,30 @@ static void judge(struct run *r, bool smoke)
         }
         if (smoke && c->resume && f->c[C_TLS_RESUMED] == r->at_drop.c[C_TLS_RESUMED])
             report_fail(r, "no reconnect resumed its TLS session");
+    }
+    for (int i = 0; i < r->n_fan; i++) {
+        const struct fan_round *fr = &r->fan[i];
+        if (fr->error[0])
+            continue; /* already a failure */
+        if (fr->first < fr->expected) {
+            snprintf(m, sizeof(m), "round %d (%s): %llu of %llu devices did not receive the update", i + 1, fr->path,
+                     (unsigned long long)(fr->expected - fr->first), (unsigned long long)fr->expected);
+            report_fail(r, m);
+        }
+        if (fr->dup_devs) {
+            snprintf(m, sizeof(m), "round %d (%s): %llu devices received the update more than once (%llu copies)", i + 1,
+                     fr->path, (unsigned long long)fr->dup_devs, (unsigned long long)fr->dup);
+            report_fail(r, m);
+        }
+        if (fr->stale) {
+            snprintf(m, sizeof(m), "round %d (%s): %llu updates with another firmware arrived", i + 1, fr->path,
+                     (unsigned long long)fr->stale);
+            report_fail(r, m);
+        }
+        if (!strcmp(fr->path, "topic") && strcmp(fr->reply_path, "topic") != 0) {
+            snprintf(m, sizeof(m), "round %d: the platform fanned out by %s, not by topic", i + 1, fr->reply_path);
+            report_fail(r, m);
+        }
     }
     if (c->pattern == CL_HOLD) {
         if (r->at_ramp.c[C_READY] != c->sessions) {
@@ -895,17 +1118,38 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --target must be IPv4:PORT, got %s\n", argv0, o.target);
         return 2;
     }
-    static const char *const known[] = { "hold", "handshake", "tls-hold", "tls-handshake", "storm", "smoke" };
+    static const char *const known[] = { "hold", "handshake", "tls-hold", "tls-handshake", "storm", "fanout", "smoke" };
     bool ok_name = false;
     for (size_t i = 0; i < ARRAY_SIZE(known); i++)
         ok_name = ok_name || !strcmp(o.scenario, known[i]);
     if (!ok_name) {
-        if (!strcmp(o.scenario, "fanout"))
-            fprintf(stderr, "%s: scenario %s is planned but not implemented yet (bench/README.md)\n", argv0,
-                    o.scenario);
-        else
-            fprintf(stderr, "%s: unknown scenario %s\n", argv0, o.scenario);
+        fprintf(stderr, "%s: unknown scenario %s\n", argv0, o.scenario);
         return 2;
+    }
+    if (!strcmp(o.scenario, "fanout")) {
+        /* topic,scan,...: 1 to CL_FAN_MAX known paths, no empty element */
+        int n = 0, scans = 0;
+        bool good = strlen(o.fanout) < 96;
+        for (const char *p = o.fanout; good && *p; n++) {
+            size_t l = strcspn(p, ",");
+            good = (l == 4 && !strncmp(p, "scan", 4)) || (l == 5 && !strncmp(p, "topic", 5));
+            scans += l == 4;
+            p += l;
+            if (*p == ',' && !*++p)
+                good = false;
+        }
+        if (!good || n == 0 || n > CL_FAN_MAX) {
+            fprintf(stderr, "%s: --fanout takes 1 to %d of topic,scan separated by commas, got %s\n", argv0, CL_FAN_MAX,
+                    o.fanout);
+            return 2;
+        }
+        /* a scan push files an in-flight update per device that only the device's status report
+         * clears (ops/README.md); simulated devices never report, so a second scan pushes nothing */
+        if (scans > 1) {
+            fprintf(stderr, "%s: --fanout: at most one scan per run (the first leaves an in-flight update on every"
+                            " device, so the platform rightly pushes nothing on a second one)\n", argv0);
+            return 2;
+        }
     }
     signal(SIGINT, on_sigint);
     signal(SIGPIPE, SIG_IGN);

@@ -8,8 +8,8 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
-static const char *const hist_names[H_COUNT] = { "connect", "tls", "upgrade", "join", "setup", "heartbeat",
-                                                 "heartbeat_hold", "cycle", "recover" };
+static const char *const hist_names[H_COUNT] = { "connect", "tls", "upgrade", "join", "extensions_join", "setup",
+                                                 "heartbeat", "heartbeat_hold", "cycle", "recover" };
 
 void report_fail(struct run *r, const char *why)
 {
@@ -36,6 +36,8 @@ void report_merge_hists(struct run *r, const struct cl_slot *slots, int n)
 {
     for (int k = 0; k < H_COUNT; k++)
         hist_init(&r->h[k]);
+    for (int k = 0; k < CL_FAN_MAX; k++)
+        hist_init(&r->fan[k].h);
     memset(&r->tl, 0, sizeof(r->tl));
     for (int i = 0; i < n; i++) {
         const struct cl_slot *s = &slots[i];
@@ -43,12 +45,15 @@ void report_merge_hists(struct run *r, const struct cl_slot *slots, int n)
         hist_merge(&r->h[H_TLS], &s->h_tls);
         hist_merge(&r->h[H_UPGRADE], &s->h_upgrade);
         hist_merge(&r->h[H_JOIN], &s->h_join);
+        hist_merge(&r->h[H_EXT_JOIN], &s->h_ext_join);
         hist_merge(&r->h[H_SETUP], &s->h_setup);
         hist_merge(&r->h[H_HB], &s->h_hb);
         hist_merge(&r->h[H_HB_HOLD], &s->h_hb_hold);
         hist_merge(&r->h[H_CYCLE], &s->h_cycle);
         hist_merge(&r->h[H_RECOVER], &s->h_recover);
         tl_merge(&r->tl, &s->tl);
+        for (int k = 0; k < r->n_fan && k < CL_FAN_MAX; k++)
+            hist_merge(&r->fan[k].h, &s->h_fan[k]);
         for (int k = 0; k < E_COUNT; k++)
             if (!r->sample[k][0] && s->sample[k][0])
                 memcpy(r->sample[k], s->sample[k], CL_SAMPLE_LEN);
@@ -200,7 +205,7 @@ void report_print(FILE *f, const struct run *r)
             fprintf(f, "               end of hold: +%.1f MiB = %.2f KiB/session (anon %.2f KiB/session)\n", d2 / 1024,
                     d2 / n, a2 / n);
             double ramp_cpu = (double)(r->gw_ramped.cpu_ticks - r->gw_before.cpu_ticks) * tick;
-            const struct ps_sample *hs = c->storm && r->drop_s > 0 ? &r->gw_recovered : &r->gw_ramped;
+            const struct ps_sample *hs = (c->storm && r->drop_s > 0) || r->fanout ? &r->gw_recovered : &r->gw_ramped;
             double hold_cpu = (double)(r->gw_end.cpu_ticks - hs->cpu_ticks) * tick;
             fprintf(f, "               CPU %.2f s over the ramp (%.0f handshakes per CPU second), %.3f cores while holding\n",
                     ramp_cpu, ramp_cpu > 0 ? tls / ramp_cpu : 0, r->hold_s > 0 ? hold_cpu / r->hold_s : 0);
@@ -242,6 +247,30 @@ void report_print(FILE *f, const struct run *r)
             if (s.have_m)
                 fprintf(f, "               machine meanwhile: %.2f cores busy = gateway %.2f + nhbench %.2f + other processes %.2f\n",
                         s.m_busy, s.m_gw, s.m_self, s.m_busy - s.m_gw - s.m_self);
+        }
+        if (r->fanout) {
+            fprintf(f, "  fanout     : operator API on %s (prefix %s), base deployment %lld (the devices' own firmware)\n",
+                    r->nats_url, r->link_prefix, (long long)r->fan_base_deployment);
+            for (int i = 0; i < r->n_fan; i++) {
+                const struct fan_round *fr = &r->fan[i];
+                const struct hist *h = &fr->h;
+                fprintf(f, "    round %d %-5s deployment %lld fw %s: %s%s\n", i + 1, fr->path, (long long)fr->deployment,
+                        fr->uuid, fr->error[0] ? "REQUEST FAILED: " : "", fr->error);
+                fprintf(f, "      %llu/%llu devices got it (%s), exactly once %llu, duplicates %llu on %llu devices,"
+                           " missing %llu, other firmware %llu; %llu open after\n",
+                        (unsigned long long)fr->first, (unsigned long long)fr->expected,
+                        fr->complete ? "complete" : "INCOMPLETE", (unsigned long long)(fr->first - fr->dup_devs),
+                        (unsigned long long)fr->dup, (unsigned long long)fr->dup_devs,
+                        (unsigned long long)(fr->expected > fr->first ? fr->expected - fr->first : 0),
+                        (unsigned long long)fr->stale, (unsigned long long)fr->open_after);
+                fprintf(f, "      from the request: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, last %.1f ms; API reply after"
+                           " %.1f ms%s; gateway %.2f CPU s over %.1f s\n",
+                        hist_percentile(h, 50) / 1e3, hist_percentile(h, 90) / 1e3, hist_percentile(h, 99) / 1e3,
+                        h->max / 1e3, fr->api_ms, !strcmp(fr->path, "scan") ? "" : " (before any delivery is possible)",
+                        fr->gw_cpu_s, fr->waited_s);
+                if (!strcmp(fr->path, "scan"))
+                    fprintf(f, "      platform: matched %lld, pushed %lld\n", (long long)fr->matched, (long long)fr->pushed);
+            }
         }
     } else {
         double w = window_s(r);
@@ -464,7 +493,7 @@ static json_t *run_json(const struct run *r)
             json_object_set_new(d, "gateway_anon_bytes_per_session_end",
                                 json_real(kib(r->gw_before.anon_kib, r->gw_end.anon_kib) * 1024 / n));
             double ramp_cpu = (double)(r->gw_ramped.cpu_ticks - r->gw_before.cpu_ticks) * tick;
-            const struct ps_sample *hs = c->storm && r->drop_s > 0 ? &r->gw_recovered : &r->gw_ramped;
+            const struct ps_sample *hs = (c->storm && r->drop_s > 0) || r->fanout ? &r->gw_recovered : &r->gw_ramped;
             double hold_cpu = (double)(r->gw_end.cpu_ticks - hs->cpu_ticks) * tick;
             json_object_set_new(d, "gateway_cpu_s_ramp", json_real(ramp_cpu));
             json_object_set_new(d, "gateway_handshakes_per_cpu_s_ramp",
@@ -540,6 +569,46 @@ static json_t *run_json(const struct run *r)
         json_object_set_new(d, "storm", st);
         json_object_set_new(o, "counts_at_drop", counts_json(&r->at_drop));
         json_object_set_new(o, "counts_when_back", counts_json(&r->at_recovered));
+    }
+    if (r->fanout) {
+        json_t *fo = json_object(), *rounds = json_array();
+        json_object_set_new(fo, "nats", json_string(r->nats_url));
+        json_object_set_new(fo, "prefix", json_string(r->link_prefix));
+        json_object_set_new(fo, "base_deployment", json_integer((json_int_t)r->fan_base_deployment));
+        json_object_set_new(fo, "timeout_s", json_real(r->fan_timeout_s));
+        json_object_set_new(fo, "grace_s", json_real(r->fan_grace_s));
+        for (int i = 0; i < r->n_fan; i++) {
+            const struct fan_round *fr = &r->fan[i];
+            json_t *x = json_object();
+            json_object_set_new(x, "path", json_string(fr->path));
+            json_object_set_new(x, "deployment", json_integer((json_int_t)fr->deployment));
+            json_object_set_new(x, "uuid", json_string(fr->uuid));
+            json_object_set_new(x, "error", fr->error[0] ? json_string(fr->error) : json_null());
+            json_object_set_new(x, "trigger_at_s", json_real(fr->trigger_s));
+            json_object_set_new(x, "api_reply_ms", json_real(fr->api_ms));
+            json_object_set_new(x, "expected", json_integer((json_int_t)fr->expected));
+            json_object_set_new(x, "received", json_integer((json_int_t)fr->first));
+            json_object_set_new(x, "exactly_once", json_integer((json_int_t)(fr->first - fr->dup_devs)));
+            json_object_set_new(x, "duplicate_devices", json_integer((json_int_t)fr->dup_devs));
+            json_object_set_new(x, "duplicates", json_integer((json_int_t)fr->dup));
+            json_object_set_new(x, "missing",
+                                json_integer((json_int_t)(fr->expected > fr->first ? fr->expected - fr->first : 0)));
+            json_object_set_new(x, "other_firmware", json_integer((json_int_t)fr->stale));
+            json_object_set_new(x, "complete", json_boolean(fr->complete));
+            json_object_set_new(x, "open_after", json_integer((json_int_t)fr->open_after));
+            json_object_set_new(x, "waited_s", json_real(fr->waited_s));
+            json_object_set_new(x, "gateway_cpu_s", json_real(fr->gw_cpu_s));
+            if (!strcmp(fr->path, "scan")) {
+                json_object_set_new(x, "matched", json_integer((json_int_t)fr->matched));
+                json_object_set_new(x, "pushed", json_integer((json_int_t)fr->pushed));
+            } else {
+                json_object_set_new(x, "platform_path", json_string(fr->reply_path));
+            }
+            json_object_set_new(x, "latency_us", hist_json(&fr->h));
+            json_array_append_new(rounds, x);
+        }
+        json_object_set_new(fo, "rounds", rounds);
+        json_object_set_new(d, "fanout", fo);
     }
     json_object_set_new(o, "derived", d);
     json_object_set_new(o, "timeline", timeline_json(r));

@@ -21,7 +21,7 @@ struct bench_counts {
     uint64_t close_codes[17];
 };
 
-enum { H_CONNECT, H_TLS, H_UPGRADE, H_JOIN, H_SETUP, H_HB, H_HB_HOLD, H_CYCLE, H_RECOVER, H_COUNT };
+enum { H_CONNECT, H_TLS, H_UPGRADE, H_JOIN, H_EXT_JOIN, H_SETUP, H_HB, H_HB_HOLD, H_CYCLE, H_RECOVER, H_COUNT };
 
 #define REPORT_MAX_FAIL 8
 #define REPORT_MAX_RUNS 12 /* runs in one invocation (smoke has 8) */
@@ -35,6 +35,26 @@ struct series_point {
     uint64_t self_ticks;          /* nhbench's own CPU time (parent + workers), cumulative */
     uint64_t sys_busy, sys_all;   /* the whole machine (ps_system_cpu), cumulative */
     uint32_t active;    /* sessions ready and open at that moment (nhbench's count) */
+};
+
+/* One fanout round: one operator request and the `update` it made the platform push. */
+struct fan_round {
+    char path[8];                   /* "scan" (deployment.create) or "topic" (deployment.update, firmware only) */
+    char uuid[37];                  /* the firmware this round pushes */
+    int64_t deployment;             /* its deployment id */
+    int64_t matched, pushed;        /* scan: the platform's reply */
+    char reply_path[8];             /* topic: the reply's `fanout` (the platform's choice) */
+    double trigger_s;               /* from the run's epoch */
+    double api_ms;                  /* request .. reply */
+    uint64_t expected;              /* sessions open when the request was sent */
+    uint64_t open_after;            /* ... and after the round */
+    uint64_t first, dup, dup_devs;  /* devices that received it, further copies, devices with copies */
+    uint64_t stale;                 /* updates of another firmware meanwhile */
+    double waited_s;                /* trigger .. every device had it (or the timeout), then the grace */
+    double gw_cpu_s;                /* gateway CPU over waited_s */
+    bool complete;                  /* every expected device received it within the timeout */
+    char error[200];                /* the request failed */
+    struct hist h;                  /* first receipt per device, from the trigger */
 };
 
 struct run {
@@ -69,6 +89,13 @@ struct run {
     struct hist h_cycle_corrected;  /* closed loop: H_CYCLE corrected for coordinated omission */
     uint64_t co_interval_us;        /* the expected interval used for that correction */
     char sample[E_COUNT][CL_SAMPLE_LEN]; /* first detail per error kind, from any worker */
+    /* fanout (scenario "fanout"): the operator side and the rounds */
+    bool fanout;
+    char nats_url[200], link_prefix[40], fan_paths[96];
+    double fan_timeout_s, fan_grace_s;
+    int64_t fan_base_deployment;    /* created before the ramp with the devices' own firmware */
+    int n_fan;
+    struct fan_round fan[CL_FAN_MAX];
     int n_fail;
     char fail[REPORT_MAX_FAIL][160];
 };

@@ -97,8 +97,18 @@ static const struct opt opts[] = {
     { "max-follows", OPT_INT, F(max_follows), 0, "16", 1, 1024, NULL, "shared topics followed per channel" },
     { "max-queued-notifies", OPT_INT, F(max_queued_notifies), 0, "32", 1, 4096, NULL,
       "platform notifies queued behind a call per connection (beyond: dropped, counted)" },
+    { "console-scrollback-bytes", OPT_SIZE, F(console_scrollback_bytes), 0, "64KiB", 1024, 512 << 10, NULL,
+      "byte cap of a console's scrollback (besides its 1024 lines); memory is taken as output arrives" },
+    { "admin-listen", OPT_FIXSTR, F(admin_listen), 0, "127.0.0.1:9090", 0, 0, NULL,
+      "admin HTTP host:port (/metrics, /healthz, /readyz), served by the master" },
+    { "drain-rate", OPT_DOUBLE, F(drain_rate), 0, "500", 0.1, 1e7, NULL,
+      "after SIGTERM, sessions closed with 1012 per second per worker" },
+    { "drain-timeout", OPT_DURATION, F(drain_timeout_ms), 0, "25s", 0, 3600e3, NULL,
+      "after SIGTERM, close the remaining sessions at once and exit after this" },
 };
 #undef F
+_Static_assert(sizeof(((struct cfg *)0)->admin_listen) == sizeof(((struct cfg *)0)->listen),
+               "OPT_FIXSTR fields share one size");
 
 /* Names that become NATS subject tokens and Redis key parts (proto/LINK.md §1). */
 static bool is_name_char(char ch)
@@ -168,7 +178,7 @@ static int set_opt(struct cfg *c, const struct opt *o, const char *v, char *err,
     char *end;
     uint64_t u;
     switch (o->type) {
-    case OPT_FIXSTR:
+    case OPT_FIXSTR: /* every fixed string field is char[128] like listen */
         if (strlen(v) >= sizeof(c->listen))
             return fail(err, errlen, "--%s: value too long", o->name);
         strcpy(field, v);

@@ -59,6 +59,11 @@ struct cfg {
     int max_timers;                /* platform timers filed per channel */
     int max_follows;               /* shared topics followed per channel */
     int max_queued_notifies;       /* notifies waiting behind a call per connection */
+    uint64_t console_scrollback_bytes; /* byte cap of each console's scrollback (proto/LINK.md §9) */
+    /* operating (README "Operating") */
+    char admin_listen[128];        /* host:port of the master's /metrics, /healthz, /readyz */
+    double drain_rate;             /* sessions closed per second per worker after SIGTERM */
+    uint64_t drain_timeout_ms;     /* after SIGTERM, close what is left and exit after this */
 };
 
 enum cfg_link { CFG_LINK_LOCAL, CFG_LINK_NATS };

@@ -30,6 +30,7 @@ struct conn_hs {
     uint8_t pmd_window;
     bool msgpack;
     size_t head_len;
+    uint64_t t0_us;            /* accepted at (nhgw_tls_handshake_duration_seconds) */
 };
 
 #define MAX_READS_PER_EVENT 16
@@ -85,6 +86,7 @@ struct conn *conn_new(struct worker *w, int fd, const char *peer)
     c->w = w;
     c->fd = fd;
     c->hs = hs;
+    hs->t0_us = stats_now_us();
     c->id = ++w->next_conn_id;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->ssl = tls_ssl_new(w->tls, fd, &hs->ident);
@@ -141,6 +143,7 @@ static int queue_out(struct conn *c, const void *p, size_t n)
         c->out_off = 0;
     }
     if (buf_try_append(&c->out, p, n, c->w->cfg->max_output) != 0) {
+        c->w->stats.slow_consumers++;
         log_peer("slow_consumer", "conn=%llu peer=%s device=%s queued=%zu", (unsigned long long)c->id, c->peer,
                  c->sess ? sess_device_id(c->sess) : "", c->out.len - c->out_off);
         sess_set_close_reason(c, "slow_consumer");
@@ -180,6 +183,7 @@ static void send_close_frame(struct conn *c, uint16_t code, const char *reason)
     uint8_t payload[125];
     size_t n = code == 1005 ? 0 : ws_close_payload(payload, code, reason ? reason : "");
     c->flags |= CONN_F_CLOSE_SENT;
+    c->w->stats.ws_closes[stats_close_index(code)]++;
     send_frame(c, WS_OP_CLOSE, false, payload, n);
 }
 
@@ -235,13 +239,15 @@ static void destroy(struct conn *c, const char *why)
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->frag);
+    /* a session is open, or closing after it was open (hs is gone by then); a refused upgrade is
+     * closing too but never was one */
+    if (c->state == CONN_OPEN || (c->state == CONN_CLOSING && !c->hs))
+        w->stats.sessions--;
     if (c->hs) {
         tls_identity_clear(&c->hs->ident);
         free(c->hs);
         c->hs = NULL;
     }
-    if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
-        w->stats.sessions--;
     w->stats.closed++;
     c->state = CONN_DEAD;
     c->next = w->zombies;
@@ -269,6 +275,9 @@ static void respond_error(struct conn *c, int status, const char *nh_reason, con
     char resp[1024];
     size_t n = http_write_error(resp, sizeof(resp), status, nh_reason, body, time(NULL));
     c->w->stats.upgrades_rejected++;
+    int k = stats_upgrade_index(status);
+    if (k >= 0)
+        c->w->stats.upgrades[k]++;
     log_peer("upgrade_rejected", "conn=%llu peer=%s status=%d", (unsigned long long)c->id, c->peer, status);
     c->state = CONN_CLOSING;
     move_to(c, &c->w->closing);
@@ -339,6 +348,7 @@ static void on_auth_done(void *arg, const struct link_reply *r)
             if (c->in.len == 0)
                 buf_free(&c->in);
             c->w->stats.upgrades_101++;
+            c->w->stats.upgrades[ST_UPG_101]++;
             c->w->stats.sessions++;
             c->state = CONN_OPEN;
             move_to(c, &c->w->open);
@@ -514,6 +524,7 @@ static void do_handshake(struct conn *c)
         return;
     }
     c->w->stats.handshakes_ok++;
+    stats_hist_add(&c->w->stats.tls_hs, stats_now_us() - c->hs->t0_us);
     if (SSL_session_reused(c->ssl))
         c->w->stats.resumed++;
     c->flags &= ~CONN_F_WANT_WRITE;
@@ -786,11 +797,12 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 
 /* ---- timeouts ---- */
 
-static void expire_list(struct conn_list *l, uint64_t now, const char *why, bool close_ws)
+static void expire_list(struct conn_list *l, uint64_t now, const char *why, bool close_ws, int what)
 {
     while (l->head && l->head->deadline_ms <= now) {
         struct conn *c = l->head;
         c->w->stats.timeouts++;
+        c->w->stats.timeouts_by[what]++;
         log_peer("timeout", "conn=%llu peer=%s device=%s what=\"%s\"", (unsigned long long)c->id, c->peer,
                  c->sess ? sess_device_id(c->sess) : "", why);
         /* both leave the list: conn_close moves an open connection to `closing` */
@@ -805,10 +817,10 @@ static void expire_list(struct conn_list *l, uint64_t now, const char *why, bool
 
 void conn_expire(struct worker *w, uint64_t now_ms)
 {
-    expire_list(&w->handshaking, now_ms, "handshake timeout", false);
-    expire_list(&w->upgrading, now_ms, "upgrade timeout", false);
-    expire_list(&w->open, now_ms, "idle timeout", true);
-    expire_list(&w->closing, now_ms, "close timeout", false);
+    expire_list(&w->handshaking, now_ms, "handshake timeout", false, ST_TO_HANDSHAKE);
+    expire_list(&w->upgrading, now_ms, "upgrade timeout", false, ST_TO_UPGRADE);
+    expire_list(&w->open, now_ms, "idle timeout", true, ST_TO_IDLE);
+    expire_list(&w->closing, now_ms, "close timeout", false, ST_TO_CLOSE);
 }
 
 void conn_close_all(struct worker *w, uint16_t code, const char *reason)

@@ -82,10 +82,13 @@ struct link_dev {
 /* Where a link delivers what arrives unasked: the worker's inbox (LINK.md §6) and the shared
  * topics it follows (§7). Messages are borrowed during the call. */
 struct lp_inbox;
+struct lp_out;
 struct lp_topic_msg;
 struct link_sink {
-    /* returns an enum lp_inbox_status, sent back when the message asked for a reply */
-    int (*inbox)(void *arg, const struct lp_inbox *m);
+    /* returns an enum lp_inbox_status, sent back when the message asked for a reply; a sink that
+     * has a richer answer (console_attach, LINK.md §9) encodes it into `reply` (empty on entry)
+     * instead, and the link sends that */
+    int (*inbox)(void *arg, const struct lp_inbox *m, struct lp_out *reply);
     void (*topic)(void *arg, struct span topic, const struct lp_topic_msg *m);
     void *arg;
 };
@@ -111,6 +114,9 @@ struct link_ops {
     void (*unfollow)(struct link *l, const char *topic);
     /* tell another worker (maybe on another gateway) to close its connection of this device */
     void (*kick)(struct link *l, struct span gw, unsigned worker, struct span dev, uint64_t conn_ref);
+    /* publish bytes on a NATS subject (the console's output, LINK.md §9); 0, or -1 when not
+     * sent. NULL in a link without NATS. */
+    int (*publish)(struct link *l, const char *subject, const void *p, size_t n);
     /* whether new calls can currently reach the platform */
     bool (*available)(const struct link *l);
     void (*free)(struct link *l);

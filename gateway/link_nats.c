@@ -14,6 +14,7 @@
 #include "lp.h"
 #include "natsc.h"
 #include "rmap.h"
+#include "stats.h"
 
 #define DISCONNECT_QUEUE_MAX 4096
 
@@ -32,7 +33,9 @@ struct lcall {
     link_done_cb cb;
     void *arg;
     uint8_t attempts;
+    uint8_t result;              /* ST_RES_* of a transport failure; 0: from the reply's status */
     bool counted;                /* holds one of the worker's in-flight slots */
+    uint64_t t0_us;              /* started (nhgw_platform_call_duration_seconds) */
     /* auth continues with connect: what the connect request needs */
     uint64_t cref;
     char *peer;
@@ -117,6 +120,13 @@ static void release_slot(struct link_nats *ln, struct lcall *lc)
 static void finish(struct lcall *lc, const struct link_reply *r)
 {
     struct link_nats *ln = lc->ln;
+    int res = lc->result ? lc->result
+              : r->status == LINK_OK ? ST_RES_OK
+              : r->status == LINK_REFUSED ? ST_RES_REFUSED
+                                        : ST_RES_UNAVAILABLE;
+    stats_w->calls[lc->call][res]++;
+    stats_hist_add(&stats_w->call_dur[lc->call], stats_now_us() - lc->t0_us);
+    stats_w->calls_in_flight--;
     if (r->status == LINK_OK)
         ln->stats.ok[lc->call]++;
     else if (r->status == LINK_REFUSED)
@@ -232,6 +242,10 @@ static void continue_with_connect(struct lcall *lc, const struct lp_reply *lr)
         return;
     }
     lc = next;
+    /* auth is done: the same call continues as connect */
+    stats_w->calls[LP_AUTH][ST_RES_OK]++;
+    stats_hist_add(&stats_w->call_dur[LP_AUTH], stats_now_us() - lc->t0_us);
+    lc->t0_us = stats_now_us();
     lc->call = LP_CONNECT;
     lc->attempts = 0;
     lc->n = ln->out.n;
@@ -251,11 +265,13 @@ static void on_reply(void *arg, enum natsc_result res, struct span data)
             send_call(lc);
             return;
         }
+        lc->result = res == NATSC_DOWN ? ST_RES_UNAVAILABLE : ST_RES_NO_RESPONDERS;
         fail_call(lc, res == NATSC_DOWN ? "NATS unavailable" : "no platform subscribed");
         return;
     }
     if (res == NATSC_TIMEOUT) {
         log_peer("platform_timeout", "call=%s", lp_call_name(lc->call));
+        lc->result = ST_RES_TIMEOUT;
         fail_call(lc, "timeout");
         return;
     }
@@ -263,6 +279,7 @@ static void on_reply(void *arg, enum natsc_result res, struct span data)
     const char *err = NULL;
     if (lp_decode_reply(lc->call, (const uint8_t *)data.p, data.len, &lr, &err) != 0) {
         ln->stats.invalid_replies++;
+        lc->result = ST_RES_INVALID;
         LOG(LOG_WARN, "platform_reply_invalid", "call=%s error=\"%s\"", lp_call_name(lc->call), err ? err : "");
         fail_call(lc, "invalid reply");
         return;
@@ -270,6 +287,7 @@ static void on_reply(void *arg, enum natsc_result res, struct span data)
     if (lr.st == LP_ST_OK && lc->call == LP_AUTH) {
         if (!lp_valid_dev(lr.dev) || !lr.has_session) {
             ln->stats.invalid_replies++;
+            lc->result = ST_RES_INVALID;
             fail_call(lc, "auth reply without a valid device id");
             return;
         }
@@ -311,6 +329,7 @@ static void start_call(struct link_nats *ln, enum lp_call call, link_done_cb cb,
     ln->stats.calls[call]++;
     struct lcall *lc = calloc(1, sizeof(*lc) + ln->out.n);
     if (!lc || (peer && !(lc->peer = strdup(peer)))) {
+        stats_w->calls[call][ST_RES_UNAVAILABLE]++;
         free(lc);
         struct link_reply r = { .status = LINK_UNAVAILABLE, .reason = SPAN_LIT("out of memory") };
         cb(arg, &r);
@@ -318,6 +337,8 @@ static void start_call(struct link_nats *ln, enum lp_call call, link_done_cb cb,
     }
     lc->ln = ln;
     lc->call = call;
+    lc->t0_us = stats_now_us();
+    stats_w->calls_in_flight++;
     lc->cb = cb;
     lc->arg = arg;
     lc->cref = cref;
@@ -461,8 +482,11 @@ static void nats_disconnect(struct link *l, const struct link_dev *d, const char
         return;
     ln->stats.calls[LP_DISCONNECT]++;
     flush_disconnects(ln);
-    if (!ln->dq_head && natsc_publish(ln->nc, ln->subject[LP_DISCONNECT], ln->out.p, ln->out.n, NULL) == 0)
+    if (!ln->dq_head && natsc_publish(ln->nc, ln->subject[LP_DISCONNECT], ln->out.p, ln->out.n, NULL) == 0) {
+        stats_w->calls[LP_DISCONNECT][ST_RES_OK]++;
         return;
+    }
+    stats_w->calls[LP_DISCONNECT][ST_RES_UNAVAILABLE]++;
     /* NATS is down: keep it for later, bounded; the platform's stale sweep covers the rest */
     struct queued_pub *q = ln->dq_len < DISCONNECT_QUEUE_MAX ? malloc(sizeof(*q) + ln->out.n) : NULL;
     if (!q) {
@@ -548,10 +572,13 @@ static void nats_heartbeat(struct link *l, const struct link_dev *devs, size_t n
         rq.n_hb = k;
         lp_out_reset(&ln->out);
         if (lp_encode_request(&ln->out, &rq) == 0 &&
-            natsc_publish(ln->nc, ln->subject[LP_HEARTBEAT], ln->out.p, ln->out.n, NULL) == 0)
+            natsc_publish(ln->nc, ln->subject[LP_HEARTBEAT], ln->out.p, ln->out.n, NULL) == 0) {
             ln->stats.heartbeats += k;
-        else
+            stats_w->calls[LP_HEARTBEAT][ST_RES_OK]++;
+        } else {
             ln->stats.heartbeats_dropped += k;
+            stats_w->calls[LP_HEARTBEAT][ST_RES_UNAVAILABLE]++;
+        }
         devs += k;
         n -= k;
     }
@@ -637,12 +664,20 @@ static void on_inbox_msg(void *arg, const struct natsc_msg *m)
         LOG(LOG_WARN, "inbox_message_invalid", "error=\"%s\"", err ? err : "");
         return;
     }
-    int st = ln->base.sink.inbox ? ln->base.sink.inbox(ln->base.sink.arg, &in) : LP_IST_GONE;
+    /* a reply buffer of its own: the sink may run calls that encode into ln->out */
+    static struct lp_out reply;
+    lp_out_reset(&reply);
+    int st = ln->base.sink.inbox ? ln->base.sink.inbox(ln->base.sink.arg, &in, &reply) : LP_IST_GONE;
     if (!m->reply)
         return;
-    lp_out_reset(&ln->out);
-    if (lp_encode_inbox_status(&ln->out, (enum lp_inbox_status)st) == 0)
-        natsc_publish(ln->nc, m->reply, ln->out.p, ln->out.n, NULL);
+    if (reply.n == 0 && lp_encode_inbox_status(&reply, (enum lp_inbox_status)st) != 0)
+        return;
+    natsc_publish(ln->nc, m->reply, reply.p, reply.n, NULL);
+}
+
+static int nats_publish(struct link *l, const char *subject, const void *p, size_t n)
+{
+    return natsc_publish(((struct link_nats *)l)->nc, subject, p, n, NULL);
 }
 
 static void on_conn(void *arg, bool connected)
@@ -699,6 +734,7 @@ static const struct link_ops nats_ops = {
     .follow = nats_follow,
     .unfollow = nats_unfollow,
     .kick = nats_kick,
+    .publish = nats_publish,
     .available = nats_available,
     .free = nats_free,
 };

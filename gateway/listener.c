@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +57,11 @@ int lsn_open(const struct sockaddr_storage *addr, socklen_t len, int backlog)
     if (fd < 0)
         return -errno;
     int one = 1;
+    /* Linux copies TCP_NODELAY to every accepted socket, which saves a setsockopt per connection:
+     * handshake flights and small frames go out at once */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, backlog) != 0) {
         int e = errno;
         close(fd);

@@ -9,7 +9,8 @@
 /* Parse "host:port" / "[v6]:port" into addr. Returns 0 or -1. */
 int lsn_parse_addr(const char *s, struct sockaddr_storage *addr, socklen_t *len);
 
-/* A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT. Returns fd or -errno. */
+/* A non-blocking listening socket with SO_REUSEADDR, SO_REUSEPORT and TCP_NODELAY (which accepted
+ * sockets inherit on Linux, so they need no setsockopt of their own). Returns fd or -errno. */
 int lsn_open(const struct sockaddr_storage *addr, socklen_t len, int backlog);
 
 /* Format an address as "ip:port". */

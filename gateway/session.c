@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "console.h"
 #include "link.h"
 #include "log.h"
 #include "lp.h"
@@ -81,6 +82,7 @@ struct sess {
     uint8_t *info;            /* socket-level info from auth, owned */
     uint32_t info_len;
     char *fw;                 /* firmware uuid from the device join reply, owned */
+    struct console *console;  /* the joined console channel's state (console.h), owned */
     struct pending *pq_head, *pq_tail;
     const char *close_reason; /* static: why the gateway ended the session (LINK.md §4.3) */
     uint16_t n_pending;
@@ -147,7 +149,7 @@ static void set_close_reason(struct sess *s, const char *reason)
 }
 
 /* Send what phx_encode* left in the worker's scratch buffer (rc is their result). */
-static void send_encoded(struct conn *c, int rc, struct span event)
+static void send_encoded(struct conn *c, int rc, struct span topic, struct span event)
 {
     struct worker *w = c->w;
     if (rc != 0) {
@@ -156,6 +158,7 @@ static void send_encoded(struct conn *c, int rc, struct span event)
         return;
     }
     w->stats.phx_out++;
+    w->stats.phx[ST_OUT][stats_topic_index(topic.p, topic.len)]++;
     conn_send(c, is_msgpack(c) ? WS_OP_BINARY : WS_OP_TEXT, w->scratch.p, w->scratch.len);
 }
 
@@ -166,7 +169,7 @@ static void send_push(struct conn *c, const struct span *join_ref, const struct 
     w->scratch.len = 0;
     int rc = phx_encode(is_msgpack(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, join_ref, ref, topic, event, payload,
                         &w->scratch, w->cfg->max_output);
-    send_encoded(c, rc, event);
+    send_encoded(c, rc, topic, event);
 }
 
 static void send_reply(struct conn *c, const struct span *join_ref, const struct span *ref, struct span topic,
@@ -176,7 +179,7 @@ static void send_reply(struct conn *c, const struct span *join_ref, const struct
     w->scratch.len = 0;
     int rc = phx_encode_reply(is_msgpack(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, join_ref, ref, topic, status,
                               response, &w->scratch, w->cfg->max_output);
-    send_encoded(c, rc, SPAN_LIT("phx_reply"));
+    send_encoded(c, rc, topic, SPAN_LIT("phx_reply"));
 }
 
 /* {key: value} for the gateway's own constant replies, built in the worker's second scratch
@@ -360,10 +363,20 @@ static void timer_start(struct conn *c, int t, const struct link_effect *e, bool
 
 /* ---- channels ---- */
 
+/* Ends the console channel's state, telling attached operators why (LINK.md §9). */
+static void console_end(struct conn *c, const char *reason, const char *detail)
+{
+    struct sess *s = c->sess;
+    console_close(c->w, s->device_id, s->console, reason, detail);
+    s->console = NULL;
+}
+
 static void chan_clear(struct conn *c, int t)
 {
     struct sess *s = c->sess;
     struct chan *ch = &s->ch[t];
+    if (t == T_CONSOLE && s->console)
+        console_end(c, "left", NULL);
     if (ch->join_ref)
         s->n_joined--;
     while (ch->timers)
@@ -678,6 +691,10 @@ static void on_claim(void *arg, enum reg_result r, const struct reg_prev *prev)
     struct sess *s = arg;
     struct conn *c = s->c;
     struct worker *w = c->w;
+    if (r == REG_UNAVAILABLE)
+        w->stats.reg_claim_failed++;
+    else
+        w->stats.reg_ok[ST_REG_CLAIM]++;
     if (r != REG_CLAIMED_PREV || !prev)
         return;
     bool same_gw = prev->gw.len == strlen(w->cfg->gateway_id) &&
@@ -752,6 +769,8 @@ void sess_free(struct conn *c, const char *reason)
     struct link_dev d = dev_of(c);
     (void)reason; /* free text for logs; the platform gets one of LINK.md §4.3's reasons */
     w->link->ops->disconnect(w->link, &d, s->close_reason ? s->close_reason : "closed");
+    if (s->console)
+        console_end(c, "disconnected", s->close_reason ? s->close_reason : "closed");
     for (int t = 0; t < T_COUNT; t++)
         chan_clear(c, t);
     pending_clear(s);
@@ -782,6 +801,8 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     if (s->ch[t].join_ref) {
         /* Phoenix shuts the old channel down first; the client sees its phx_close */
         send_phx_close(c, t);
+        if (t == T_CONSOLE && s->console)
+            console_end(c, "rejoined", NULL);
         chan_clear(c, t);
     } else if (s->n_joined >= c->w->cfg->max_channels) {
         reply_error_reason(c, m, "too many channels joined");
@@ -793,7 +814,8 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     }
     if (t == T_CONSOLE) {
         /* the console is the gateway's own (architecture.md §8), not the platform's */
-        if (chan_mark_joined(s, t, m->join_ref) != 0) {
+        s->console = console_open(c->w, m->payload);
+        if (!s->console || chan_mark_joined(s, t, m->join_ref) != 0) {
             conn_close(c, 1011, "out of memory");
             return;
         }
@@ -813,8 +835,11 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
 static void handle_event(struct conn *c, const struct phx_msg *m, int t)
 {
     struct chan *ch = &c->sess->ch[t];
-    if (t == T_CONSOLE)
-        return; /* console traffic is relayed to operators by the console feature */
+    if (t == T_CONSOLE) {
+        /* the gateway's own: scrollback and operators (console.c), no platform call */
+        console_device_event(c->w, c->sess->device_id, c->sess->console, m->event, m->payload);
+        return;
+    }
     struct call *call = call_new(c, t, m);
     if (!call) {
         conn_close(c, 1011, "out of memory");
@@ -839,6 +864,7 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
         return rc == PHX_ERR_NOMEM ? 1011 : 1007;
     }
     c->w->stats.phx_in++;
+    c->w->stats.phx[ST_IN][stats_topic_index(m.topic.p, m.topic.len)]++;
     if (!c->sess) {
         phx_msg_free(&m);
         return 1011;
@@ -878,7 +904,7 @@ static struct sess *find_dev(struct worker *w, struct lp_span dev)
     return n ? (struct sess *)((char *)n - offsetof(struct sess, node)) : NULL;
 }
 
-static int on_inbox(void *arg, const struct lp_inbox *m)
+static int on_inbox(void *arg, const struct lp_inbox *m, struct lp_out *reply)
 {
     struct worker *w = arg;
     struct sess *s = find_dev(w, m->dev);
@@ -906,6 +932,11 @@ static int on_inbox(void *arg, const struct lp_inbox *m)
         }
         return LP_IST_OK;
     }
+    case LP_IN_CONSOLE_ATTACH:
+    case LP_IN_CONSOLE_DETACH:
+        if (!s->ch[T_CONSOLE].join_ref || !s->console)
+            return LP_IST_NOT_JOINED;
+        return console_inbox(w, s->device_id, s->console, m, reply);
     }
     return LP_IST_GONE;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -51,10 +52,22 @@ struct tls_ctx {
     int n_certs;
     struct ticket_key tickets[MAX_TICKET_KEYS];
     int n_tickets;
+    unsigned refs;             /* the owner's, plus one per SSL made from it (tls.h) */
 };
 
 static int ex_identity = -1;
 static int ex_tls_ctx = -1;
+
+/* An SSL's callbacks read its tls_ctx, so each SSL holds a reference until it is freed. */
+static void ssl_ctx_ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)index;
+    (void)argl;
+    (void)argp;
+    tls_ctx_free(ptr);
+}
 
 void tls_identity_clear(struct tls_identity *id)
 {
@@ -214,8 +227,177 @@ static enum ssl_verify_result_t verify_device(SSL *ssl, uint8_t *out_alert)
                                                                                 : ssl_verify_invalid;
 }
 
+/* ---- socket BIO with read-ahead during the handshake ----
+ * BoringSSL reads a record in two calls (the 5-byte header, then the body), so the five records of
+ * a client's certificate flight cost ten read(2)s plus the one that finds the socket empty. While
+ * the handshake runs, this BIO reads whatever the socket holds into a per-process scratch buffer,
+ * returns what BoringSSL asked for and keeps the rest in a heap block that lives only until it is
+ * consumed (normally within the same SSL call). tls_after_handshake swaps in BoringSSL's plain
+ * socket BIO, so an open session costs exactly what it did without read-ahead.
+ * The contract callers rely on: a read reports "retry" (SSL_ERROR_WANT_READ) only when nothing is
+ * held here, so level-triggered socket readiness stays exact once an SSL call wants to read. */
+
+#define RA_SCRATCH (SSL3_RT_MAX_ENCRYPTED_LENGTH + SSL3_RT_HEADER_LENGTH) /* one maximal record */
+
+struct ra_bio {
+    int fd;
+    bool ahead;    /* false once the handshake is over */
+    uint32_t off;  /* consumed part of held */
+    uint32_t len;  /* bytes in held */
+    uint8_t *held; /* read from the socket, not yet returned; NULL when empty */
+};
+
+static uint8_t ra_scratch[RA_SCRATCH]; /* workers are single-threaded */
+static BIO_METHOD *ra_method;
+static int ra_type;
+
+/* read(2)/write(2) with the socket BIO's conventions: errno is cleared first (so an orderly EOF
+ * is not reported with a stale errno) and a would-block result sets the retry flag. */
+static int ra_sys(BIO *b, int fd, void *p, size_t n, bool is_read)
+{
+    errno = 0;
+    ssize_t r = is_read ? read(fd, p, n) : write(fd, p, n);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        if (is_read)
+            BIO_set_retry_read(b);
+        else
+            BIO_set_retry_write(b);
+    }
+    return (int)r;
+}
+
+static int ra_read(BIO *b, char *out, int outl)
+{
+    struct ra_bio *st = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (outl <= 0)
+        return 0;
+    size_t want = (size_t)outl;
+    if (st->held) {
+        size_t n = MIN(want, (size_t)(st->len - st->off));
+        memcpy(out, st->held + st->off, n);
+        st->off += (uint32_t)n;
+        if (st->off == st->len) {
+            free(st->held);
+            st->held = NULL;
+            st->off = st->len = 0;
+        }
+        return (int)n;
+    }
+    if (!st->ahead || want >= sizeof(ra_scratch))
+        return ra_sys(b, st->fd, out, want, true);
+    int r = ra_sys(b, st->fd, ra_scratch, sizeof(ra_scratch), true);
+    if (r <= 0)
+        return r;
+    size_t got = (size_t)r;
+    if (got > want) {
+        /* bounded by the scratch size; failing here fails the handshake, not the process */
+        st->held = malloc(got - want);
+        if (!st->held) {
+            errno = ENOMEM;
+            return -1;
+        }
+        st->len = (uint32_t)(got - want);
+        memcpy(st->held, ra_scratch + want, st->len);
+        got = want;
+    }
+    memcpy(out, ra_scratch, got);
+    return (int)got;
+}
+
+static int ra_write(BIO *b, const char *in, int inl)
+{
+    struct ra_bio *st = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    return inl > 0 ? ra_sys(b, st->fd, (void *)in, (size_t)inl, false) : 0;
+}
+
+static long ra_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    struct ra_bio *st = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_C_GET_FD:
+        if (ptr)
+            *(int *)ptr = st->fd;
+        return st->fd;
+    default:
+        return 0;
+    }
+}
+
+static int ra_destroy(BIO *b)
+{
+    struct ra_bio *st = BIO_get_data(b);
+    if (st) {
+        free(st->held);
+        free(st);
+        BIO_set_data(b, NULL);
+    }
+    return 1;
+}
+
+static bool ra_init_method(void)
+{
+    if (ra_method)
+        return true;
+    int type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR;
+    BIO_METHOD *m = BIO_meth_new(type, "nhgw read-ahead socket");
+    if (!m || !BIO_meth_set_read(m, ra_read) || !BIO_meth_set_write(m, ra_write) ||
+        !BIO_meth_set_ctrl(m, ra_ctrl) || !BIO_meth_set_destroy(m, ra_destroy)) {
+        BIO_meth_free(m);
+        return false;
+    }
+    ra_method = m;
+    ra_type = type;
+    return true;
+}
+
+static BIO *ra_new(int fd)
+{
+    struct ra_bio *st = calloc(1, sizeof(*st));
+    BIO *b = st ? BIO_new(ra_method) : NULL;
+    if (!b) {
+        free(st);
+        return NULL;
+    }
+    st->fd = fd;
+    st->ahead = true;
+    BIO_set_data(b, st);
+    BIO_set_init(b, 1);
+    return b;
+}
+
+/* End the read-ahead: the plain socket BIO takes over. Bytes the client sent right behind its
+ * Finished (TLS 1.3, resumption) and that were read with it must be returned first, so such a
+ * connection keeps this BIO, which from now on only drains them and otherwise reads straight. */
+static void ra_finish(SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    if (!b || BIO_method_type(b) != ra_type)
+        return;
+    struct ra_bio *st = BIO_get_data(b);
+    st->ahead = false;
+    if (st->held)
+        return;
+    BIO *plain = BIO_new_socket(st->fd, BIO_NOCLOSE);
+    if (plain)
+        SSL_set_bio(ssl, plain, plain); /* frees b */
+}
+
+bool tls_read_pending(SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    if (SSL_pending(ssl) > 0)
+        return true;
+    return b && BIO_method_type(b) == ra_type && ((struct ra_bio *)BIO_get_data(b))->held != NULL;
+}
+
 int tls_after_handshake(SSL *ssl)
 {
+    ra_finish(ssl);
     if (!SSL_session_reused(ssl))
         return 0;
     /* BoringSSL verifies only full handshakes on the server side: check the chain stored in the
@@ -426,9 +608,14 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
 {
     if (ex_identity < 0) {
         ex_identity = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-        ex_tls_ctx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        ex_tls_ctx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_ctx_ref_free);
+    }
+    if (!ra_init_method()) {
+        snprintf(err, errlen, "cannot create the socket BIO method");
+        return NULL;
     }
     struct tls_ctx *t = xcalloc(1, sizeof(*t));
+    t->refs = 1;
     t->reject_expired = c->expired_certs == CFG_EXPIRED_REJECT;
     for (int i = 0; i < c->n_certs; i++) {
         if (load_server_cert(&t->certs[i], c->certs[i], c->keys[i], err, errlen) != 0)
@@ -480,7 +667,7 @@ fail:
 
 void tls_ctx_free(struct tls_ctx *t)
 {
-    if (!t)
+    if (!t || --t->refs > 0)
         return;
     SSL_CTX_free(t->ctx);
     X509_STORE_free(t->devices);
@@ -498,11 +685,14 @@ SSL *tls_ssl_new(struct tls_ctx *t, int fd, struct tls_identity *id)
     SSL *ssl = SSL_new(t->ctx);
     if (!ssl)
         return NULL;
-    if (!SSL_set_fd(ssl, fd)) {
+    BIO *b = ra_new(fd);
+    if (!b) {
         SSL_free(ssl);
         return NULL;
     }
-    SSL_set_ex_data(ssl, ex_tls_ctx, t);
+    SSL_set_bio(ssl, b, b); /* the SSL owns b; closing fd stays the caller's job */
+    if (SSL_set_ex_data(ssl, ex_tls_ctx, t))
+        t->refs++;
     SSL_set_ex_data(ssl, ex_identity, id);
     SSL_set_accept_state(ssl);
     /* the handshake configuration (certificates, verify settings) is not needed afterwards */

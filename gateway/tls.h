@@ -35,6 +35,8 @@ struct tls_ctx;
  * generates it once so all its workers share it. */
 struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_key[80], char *err,
                             size_t errlen);
+/* Drops the creator's reference. Every SSL made by tls_ssl_new holds one until SSL_free, so a
+ * context replaced by a reload may be released at once: it lives while a connection uses it. */
 void tls_ctx_free(struct tls_ctx *t);
 
 /* A server SSL on fd. The identity slot is borrowed until the SSL is freed: the verification
@@ -42,8 +44,16 @@ void tls_ctx_free(struct tls_ctx *t);
 SSL *tls_ssl_new(struct tls_ctx *t, int fd, struct tls_identity *id);
 
 /* Call once the handshake is complete: a resumed session's stored chain is verified again against
- * the current CA bundle and its identity filled in. Returns 0, or -1 to refuse the connection. */
+ * the current CA bundle and its identity filled in. Returns 0, or -1 to refuse the connection.
+ * It also ends the handshake's read-ahead (see tls_read_pending). */
 int tls_after_handshake(SSL *ssl);
+
+/* During the handshake the SSL's socket reads ahead (one read(2) per client flight instead of two
+ * per record), so bytes can sit in user space while the socket is not readable: data a client sent
+ * right behind its Finished may still be there after tls_after_handshake. An SSL call that ends in
+ * TLS_IO_WANT_READ has consumed all of them; a caller that stops reading for another reason and
+ * then waits for readiness must check this first (it includes SSL_pending). */
+bool tls_read_pending(SSL *ssl);
 
 /* Outcome of an SSL_* call, collapsing the details callers do not care about (wrk's style). */
 enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_CLOSED, TLS_IO_ERROR };

@@ -1,5 +1,6 @@
 /* A worker process (see worker.h): accept loop with a token bucket and the spare-descriptor
- * trick, the timeout sweep, deferred frees, and SIGTERM handling. */
+ * trick, the timeout sweep, deferred frees, publishing counters to the shared slot, the drain
+ * (SIGTERM) and TLS reloads (SIGHUP). */
 #include "worker.h"
 
 #include <errno.h>
@@ -28,6 +29,8 @@
 
 #define TICK_MS 100
 #define ACCEPTS_PER_EVENT 64
+#define DRAIN_FLUSH_MS 200 /* after the last session: time for registry deletes and disconnects
+                              (fire and forget) to leave the process */
 
 uint64_t worker_now_ms(void)
 {
@@ -110,7 +113,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     refill(w, worker_now_ms());
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         if (w->tokens < 1.0) {
-            w->stats.accept_limited++;
+            w->stats.accept_limited++; /* nhgw_connections_refused_total{reason="rate_limited"} */
             pause_accept(w);
             return;
         }
@@ -145,6 +148,64 @@ static bool drained(struct worker *w)
     return w->open.count == 0 && w->closing.count == 0 && w->upgrading.count == 0 && w->handshaking.count == 0;
 }
 
+/* Other modules keep process-lifetime counters (tls.c, the registry); they restart with the
+ * process while ours continue from the slot, so add what moved since the last look. */
+static void collect(struct worker *w)
+{
+    uint64_t e = tls_stats.expired_accepted;
+    w->stats.tls_expired += e - w->seen_tls_expired;
+    w->seen_tls_expired = e;
+    if (w->reg) {
+        const struct reg_stats *r = reg_stats(w->reg);
+        const uint64_t now[5] = { r->releases, r->refreshes, r->resyncs, r->errors, r->conflicts };
+        uint64_t *dst[5] = { &w->stats.reg_ok[ST_REG_RELEASE], &w->stats.reg_ok[ST_REG_REFRESH],
+                             &w->stats.reg_ok[ST_REG_RESYNC], &w->stats.reg_errors, &w->stats.reg_conflicts };
+        for (int i = 0; i < 5; i++) {
+            *dst[i] += now[i] - w->seen_reg[i];
+            w->seen_reg[i] = now[i];
+        }
+    }
+}
+
+static void publish(struct worker *w)
+{
+    collect(w);
+    struct stats_slot p;
+    memset(&p, 0, sizeof(p));
+    p.pid = (uint64_t)getpid();
+    p.tick_ms = worker_now_ms();
+    p.listening = w->listen_fd >= 0 && !w->draining;
+    p.draining = w->draining;
+    p.nats_connected = w->cfg->link == CFG_LINK_NATS && w->link->ops->available(w->link);
+    p.redis_connected = reg_connected(w->reg);
+    p.reload_gen = w->reload_gen;
+    p.reload_failed_gen = w->reload_failed_gen;
+    p.c = w->stats;
+    stats_publish(w->slot, &p);
+}
+
+/* Apply the reload generation the master published, if not done yet: new connections get the
+ * new context; connections that still use the old one keep it alive until they end (tls.h). */
+static void reload(struct worker *w)
+{
+    uint64_t gen = __atomic_load_n(&w->shm->reload_gen, __ATOMIC_ACQUIRE);
+    if (gen == w->reload_gen || gen == w->reload_failed_gen)
+        return;
+    char err[512];
+    struct tls_ctx *t = tls_ctx_new(w->cfg, w->ticket_key, err, sizeof(err));
+    if (!t) {
+        w->reload_failed_gen = gen;
+        LOG(LOG_ERROR, "reload_failed", "generation=%llu error=\"%s\" msg=\"the previous configuration stays\"",
+            (unsigned long long)gen, err);
+    } else {
+        tls_ctx_free(w->tls);
+        w->tls = t;
+        w->reload_gen = gen;
+        LOG(LOG_INFO, "tls_reloaded", "generation=%llu", (unsigned long long)gen);
+    }
+    publish(w);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -153,11 +214,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t now = worker_now_ms();
     conn_expire(w, now);
     conn_reap(w);
-    if (w->draining) {
-        if (drained(w))
-            event_base_loopbreak(w->base);
+    if (!w->draining)
+        reload(w); /* a SIGHUP that arrived before the handler was installed */
+    publish(w);
+    if (w->draining)
         return;
-    }
     if (now - w->hb_last_ms >= 1000) {
         w->hb_last_ms = now;
         sess_heartbeat_tick(w);
@@ -169,30 +230,92 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_exit_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    event_base_loopbreak(w->base);
+}
+
+/* The drain's pace: session k (from 0) is closed at start + k / rate, so the fleet reconnects
+ * elsewhere gradually; at the deadline whatever is left is closed at once. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    uint64_t now = worker_now_ms();
+    if (!w->drain_forced && now >= w->drain_deadline_ms) {
+        w->drain_forced = true;
+        LOG(LOG_WARN, "drain_timeout", "sessions=%zu closing=%zu", w->open.count, w->closing.count);
+        conn_close_all(w, 1012, "service restart");
+    }
+    if (!w->drain_forced) {
+        double due = (double)(now - w->drain_start_ms) * w->cfg->drain_rate / 1000.0 + 1.0;
+        while (w->open.head && (double)w->drain_closed < due) {
+            struct conn *c = w->open.head;
+            sess_set_close_reason(c, "shutdown");
+            conn_close(c, 1012, "service restart"); /* device-protocol.md §1.7: reconnect elsewhere */
+            w->drain_closed++;
+        }
+    }
+    /* when forced, closing handshakes are not waited for: the close frames are already written */
+    if ((drained(w) || w->drain_forced) && !w->exit_ev) {
+        LOG(LOG_INFO, "drain_done", "closed=%llu forced=%d", (unsigned long long)w->drain_closed, w->drain_forced);
+        event_del(w->drain_ev);
+        w->exit_ev = evtimer_new(w->base, on_exit_timer, w);
+        struct timeval tv = { 0, DRAIN_FLUSH_MS * 1000 };
+        evtimer_add(w->exit_ev, &tv);
+    }
+}
+
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
     (void)what;
     struct worker *w = arg;
-    if (w->draining) {
-        event_base_loopbreak(w->base);
+    /* idempotent: the master forwards SIGTERM and a supervisor may signal the whole process group
+     * (systemd's control-group kill) too; "stop now" is the master's second SIGTERM (SIGKILL) */
+    if (w->draining)
         return;
-    }
-    LOG(LOG_INFO, "worker_stopping", "sessions=%zu", w->open.count);
+    uint64_t now = worker_now_ms();
+    LOG(LOG_INFO, "worker_stopping", "sessions=%zu drain_rate=%g drain_timeout_ms=%llu", w->open.count,
+        w->cfg->drain_rate, (unsigned long long)w->cfg->drain_timeout_ms);
     w->draining = true;
+    w->drain_start_ms = now;
+    w->drain_deadline_ms = now + w->cfg->drain_timeout_ms;
     pause_accept(w);
-    close(w->listen_fd);
-    w->listen_fd = -1;
-    /* 1012: service restart; devices reconnect elsewhere (device-protocol.md §1.7) */
-    conn_close_all(w, 1012, "service restart");
+    if (w->listen_fd >= 0) {
+        /* what already waits in the accept queue gets a clean close rather than a reset */
+        for (int fd; (fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+            close(fd);
+            w->stats.refused_draining++;
+        }
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    /* connections without a session yet have nothing to drain */
+    while (w->handshaking.head)
+        conn_abort(w->handshaking.head, "draining");
+    while (w->upgrading.head)
+        conn_abort(w->upgrading.head, "draining");
+    publish(w);
+    double interval_ms = 1000.0 / w->cfg->drain_rate;
+    interval_ms = interval_ms < 5 ? 5 : interval_ms > TICK_MS ? TICK_MS : interval_ms;
+    w->drain_ev = event_new(w->base, -1, EV_PERSIST, on_drain, w);
+    struct timeval tv = { 0, (suseconds_t)(interval_ms * 1000) };
+    event_add(w->drain_ev, &tv);
+    on_drain(-1, 0, w);
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
     (void)what;
-    (void)arg;
-    LOG(LOG_INFO, "reload_ignored", "msg=\"reload is handled by the operations feature\"");
+    struct worker *w = arg;
+    if (!w->draining)
+        reload(w);
 }
 
 static void on_libevent_log(int severity, const char *msg)
@@ -201,7 +324,7 @@ static void on_libevent_log(int severity, const char *msg)
     LOG(severity >= EVENT_LOG_ERR ? LOG_ERROR : LOG_DEBUG, "libevent", "msg=\"%s\"", msg);
 }
 
-void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80])
+void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80], struct stats_shm *shm)
 {
     event_set_log_callback(on_libevent_log);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -210,6 +333,18 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80])
     struct worker *w = xcalloc(1, sizeof(*w));
     w->index = index;
     w->cfg = cfg;
+    w->shm = shm;
+    w->slot = &shm->slots[index];
+    w->ticket_key = ticket_key;
+    /* counters continue where this slot's previous worker left them; gauges start at 0 */
+    struct stats_slot prev;
+    stats_read(w->slot, &prev);
+    w->stats = prev.c;
+    w->stats.sessions = 0;
+    w->stats.calls_in_flight = 0;
+    stats_w = &w->stats;
+    /* the files read below are at least as new as this generation */
+    w->reload_gen = __atomic_load_n(&shm->reload_gen, __ATOMIC_ACQUIRE);
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->base = event_base_new();
     char err[512];
@@ -287,11 +422,13 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80])
     struct event *hup = evsignal_new(w->base, SIGHUP, on_sighup, w);
     event_add(term, NULL);
     event_add(hup, NULL);
+    publish(w);
     LOG(LOG_INFO, "worker_started", "listen=%s", cfg->listen);
     LOG(LOG_INFO, "listening", "listen=%s", cfg->listen);
 
     event_base_dispatch(w->base);
 
+    publish(w);
     LOG(LOG_INFO, "worker_exit", "sessions=%zu", w->open.count);
     exit(0);
 }

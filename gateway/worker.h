@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "rmap.h"
+#include "stats.h"
 
 struct cfg;
 struct event_base;
@@ -19,16 +20,6 @@ struct tls_ctx;
 struct ws_zctx;
 
 #define WORKER_RBUF_SIZE (64 * 1024)
-
-/* Per-worker counters. Plain integers: one writer (this worker). */
-struct worker_stats {
-    uint64_t accepted, accept_limited, accept_emfile, sessions, handshakes_ok, handshakes_failed,
-        resumed, upgrades_101, upgrades_rejected, closed, frames_in, frames_out, bytes_in, bytes_out,
-        phx_in, phx_out, timeouts;
-    /* the link and sessions (session.c) */
-    uint64_t link_failures, notifies_dropped, timers_fired, kicks_local, kicks_sent, kicks_received, inbox_in,
-        topic_in, fanout_pushes;
-};
 
 struct conn_list {
     struct conn *head, *tail;
@@ -56,8 +47,18 @@ struct worker {
     struct buf scratch2;
     struct buf inflated;      /* a received message after inflation, reused */
     uint8_t *rbuf;            /* WORKER_RBUF_SIZE bytes: where TLS plaintext is read first */
-    struct worker_stats stats;
+    struct worker_stats stats;   /* counters (stats.h), published to the shared slot each tick */
+    struct stats_shm *shm;
+    struct stats_slot *slot;     /* this worker's slot in shm */
+    const uint8_t *ticket_key;   /* fallback ticket key, for reloads */
+    uint64_t reload_gen, reload_failed_gen;
+    uint64_t seen_tls_expired;   /* process counters already added to stats (deltas) */
+    uint64_t seen_reg[5];
     bool draining;
+    uint64_t drain_start_ms, drain_deadline_ms, drain_closed;
+    bool drain_forced;           /* --drain-timeout passed: everything was closed at once */
+    struct event *drain_ev;
+    struct event *exit_ev;
     int listen_fd;
     int spare_fd;             /* released to accept-and-close when out of descriptors */
     bool accept_paused;       /* token bucket empty or draining */
@@ -68,8 +69,10 @@ struct worker {
 };
 
 /* Run worker `index` until it is told to stop; never returns (exits the process). The worker
- * binds its own SO_REUSEPORT socket. */
-void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80]) __attribute__((noreturn));
+ * binds its own SO_REUSEPORT socket and publishes its counters into shm->slots[index].
+ * SIGTERM drains (README "Operating"), SIGHUP rebuilds the TLS context for new connections. */
+void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80], struct stats_shm *shm)
+    __attribute__((noreturn));
 
 /* Monotonic milliseconds (vDSO clock, cheap enough to read per event). */
 uint64_t worker_now_ms(void);

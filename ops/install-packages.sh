@@ -10,7 +10,10 @@ set -euo pipefail
 #   libclang-rt-14-dev: sanitizer runtimes for clang builds
 PACKAGES="build-essential clang libclang-rt-14-dev llvm pkg-config
   libevent-dev libnats-dev libjansson-dev zlib1g-dev node-llhttp
-  nodejs npm nats-server redis-server openssl xz-utils ca-certificates dpkg-dev"
+  nodejs npm nats-server redis-server openssl xz-utils ca-certificates dpkg-dev gnuplot-nox
+  prometheus
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+  tmux"
 
 # A node/npm not installed from Debian (e.g. NodeSource's nodejs, which bundles npm and
 # conflicts with Debian's npm) is good enough: don't fight it with apt.

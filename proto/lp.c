@@ -75,6 +75,11 @@ bool lp_valid_topic(struct lp_span s)
     return valid_token(s, LP_MAX_TOPIC, true);
 }
 
+bool lp_valid_op(struct lp_span s)
+{
+    return valid_token(s, LP_MAX_OP, false);
+}
+
 /* Unicode White_Space code points above ASCII. */
 static bool is_unicode_space(uint32_t cp)
 {
@@ -499,7 +504,12 @@ int lp_mp_map_get(struct lp_span map, const char *key, struct lp_span *value)
     X(FW, "fw")                                                                                              \
     X(K, "k")                                                                                                \
     X(CODE, "code")                                                                                          \
-    X(SKIP_FW, "skip_fw")
+    X(SKIP_FW, "skip_fw")                                                                                    \
+    X(OP, "op")                                                                                              \
+    X(SB, "sb")                                                                                              \
+    X(LEASE, "lease_ms")                                                                                     \
+    X(SCROLLBACK, "scrollback")                                                                              \
+    X(VERSION, "version")
 
 enum {
 #define X(id, s) K_##id,
@@ -523,6 +533,8 @@ static const char *const KEY_BAD[K_COUNT] = {
     LP_KEYS(X)
 #undef X
 };
+
+_Static_assert(K_COUNT <= 32, "struct dec's seen mask holds 32 keys");
 
 struct dec {
     struct lp_span val[K_COUNT];
@@ -638,6 +650,18 @@ static int need_uint(struct dec *d, int k, uint64_t min, uint64_t max, uint64_t 
     if (span_tok(d->val[k], &t) || t.t != MP_UINT || t.u < min || t.u > max)
         return dfail(d, KEY_BAD[k]);
     *out = t.u;
+    return 0;
+}
+
+static int opt_bool(struct dec *d, int k, bool dflt, bool *out)
+{
+    *out = dflt;
+    if (!has(d, k))
+        return 0;
+    struct mp_tok t;
+    if (span_tok(d->val[k], &t) || t.t != MP_BOOL)
+        return dfail(d, KEY_BAD[k]);
+    *out = t.b;
     return 0;
 }
 
@@ -1082,7 +1106,27 @@ static int decode_inbox(const uint8_t *p, size_t n, struct lp_inbox *o, struct d
         }
         return opt_str(d, K_REASON, 0, LP_MAX_STR, &o->reason);
     }
-    return dfail(d, "\"k\" is not push, notify or kick");
+    bool attach = span_is(k, "console_attach");
+    if (attach || span_is(k, "console_detach")) {
+        o->kind = attach ? LP_IN_CONSOLE_ATTACH : LP_IN_CONSOLE_DETACH;
+        if (need_str(d, K_OP, 1, LP_MAX_OP, &o->op))
+            return -1;
+        if (!lp_valid_op(o->op))
+            return dfail(d, "\"op\" is not an operator id");
+        if (!attach)
+            return 0;
+        bool sb;
+        if (opt_bool(d, K_SB, true, &sb))
+            return -1;
+        o->no_scrollback = !sb;
+        if (has(d, K_LEASE)) {
+            if (need_uint(d, K_LEASE, LP_LEASE_MIN_MS, LP_LEASE_MAX_MS, &u))
+                return -1;
+            o->lease_ms = (uint32_t)u;
+        }
+        return 0;
+    }
+    return dfail(d, "\"k\" is not push, notify, kick, console_attach or console_detach");
 }
 
 int lp_decode_inbox(const uint8_t *p, size_t n, struct lp_inbox *out, const char **err)
@@ -1149,6 +1193,59 @@ int lp_decode_inbox_status(const uint8_t *p, size_t n, enum lp_inbox_status *out
     int rc = decode_inbox_status(p, n, &st, &d);
     if (out && rc == 0)
         *out = st;
+    if (err)
+        *err = rc ? d.err : NULL;
+    return rc;
+}
+
+static int decode_console_reply(const uint8_t *p, size_t n, struct lp_console_reply *o, struct dec *d)
+{
+    struct lp_span st;
+    memset(o, 0, sizeof(*o));
+    if (collect(p, n, d) || need_str(d, K_ST, 1, 16, &st))
+        return -1;
+    if (span_is(st, "ok"))
+        o->st = LP_CST_OK;
+    else if (span_is(st, "gone"))
+        o->st = LP_CST_GONE;
+    else if (span_is(st, "not_joined"))
+        o->st = LP_CST_NOT_JOINED;
+    else if (span_is(st, "full"))
+        o->st = LP_CST_FULL;
+    else
+        return dfail(d, "\"st\" is not ok, gone, not_joined or full");
+    if (o->st != LP_CST_OK)
+        return 0; /* scrollback and version belong to an ok reply only; ignored otherwise */
+    if (opt_bin(d, K_SCROLLBACK, LP_MAX_SCROLLBACK, &o->scrollback) ||
+        opt_str(d, K_VERSION, 1, LP_MAX_CONSOLE_VERSION, &o->version))
+        return -1;
+    o->has_scrollback = has(d, K_SCROLLBACK);
+    return 0;
+}
+
+int lp_decode_console_reply(const uint8_t *p, size_t n, struct lp_console_reply *out, const char **err)
+{
+    struct dec d;
+    d.err = NULL;
+    int rc = decode_console_reply(p, n, out, &d);
+    if (err)
+        *err = rc ? d.err : NULL;
+    return rc;
+}
+
+static int decode_console_out(const uint8_t *p, size_t n, struct lp_console_out *o, struct dec *d)
+{
+    memset(o, 0, sizeof(*o));
+    if (collect(p, n, d))
+        return -1;
+    return need_str(d, K_EV, 1, LP_MAX_STR, &o->event) || need_obj(d, K_P, &o->payload) ? -1 : 0;
+}
+
+int lp_decode_console_out(const uint8_t *p, size_t n, struct lp_console_out *out, const char **err)
+{
+    struct dec d;
+    d.err = NULL;
+    int rc = decode_console_out(p, n, out, &d);
     if (err)
         *err = rc ? d.err : NULL;
     return rc;
@@ -1598,10 +1695,14 @@ int lp_encode_reply(struct lp_out *o, enum lp_call call, const struct lp_reply *
 
 static int enc_inbox(struct lp_out *o, const struct lp_inbox *m)
 {
-    static const char *const K[] = {[LP_IN_PUSH] = "push", [LP_IN_NOTIFY] = "notify", [LP_IN_KICK] = "kick"};
+    static const char *const K[] = {[LP_IN_PUSH] = "push",
+                                     [LP_IN_NOTIFY] = "notify",
+                                     [LP_IN_KICK] = "kick",
+                                     [LP_IN_CONSOLE_ATTACH] = "console_attach",
+                                     [LP_IN_CONSOLE_DETACH] = "console_detach"};
     uint32_t keys = 3 + (m->has_cref ? 1 : 0);
-    if ((unsigned)m->kind > LP_IN_KICK || !span_ok(m->dev) || !span_ok(m->topic) || !span_ok(m->event) ||
-        !span_ok(m->msg) || !span_ok(m->reason))
+    if ((unsigned)m->kind > LP_IN_CONSOLE_DETACH || !span_ok(m->dev) || !span_ok(m->topic) ||
+        !span_ok(m->event) || !span_ok(m->msg) || !span_ok(m->reason) || !span_ok(m->op))
         return -1;
     switch (m->kind) {
     case LP_IN_PUSH:
@@ -1614,6 +1715,12 @@ static int enc_inbox(struct lp_out *o, const struct lp_inbox *m)
         break;
     case LP_IN_KICK:
         keys += (m->code ? 1 : 0) + (m->reason.n ? 1 : 0);
+        break;
+    case LP_IN_CONSOLE_ATTACH:
+        keys += 1 + (m->no_scrollback ? 1 : 0) + (m->lease_ms ? 1 : 0);
+        break;
+    case LP_IN_CONSOLE_DETACH:
+        keys += 1;
         break;
     }
     lp_mp_map(o, keys);
@@ -1638,6 +1745,16 @@ static int enc_inbox(struct lp_out *o, const struct lp_inbox *m)
             put_kuint(o, "code", m->code);
         if (m->reason.n)
             put_kstr(o, "reason", m->reason);
+        break;
+    case LP_IN_CONSOLE_ATTACH:
+    case LP_IN_CONSOLE_DETACH:
+        put_kstr(o, "op", m->op);
+        if (m->no_scrollback) { /* absent: true */
+            lp_mp_cstr(o, "sb");
+            lp_mp_bool(o, false);
+        }
+        if (m->lease_ms)
+            put_kuint(o, "lease_ms", m->lease_ms);
         break;
     }
     return 0;
@@ -1709,4 +1826,46 @@ int lp_encode_inbox_status(struct lp_out *o, enum lp_inbox_status st)
     lp_mp_cstr(o, "st");
     lp_mp_cstr(o, ST[st]);
     return enc_end(o, start, 0);
+}
+
+int lp_encode_console_reply(struct lp_out *o, const struct lp_console_reply *r)
+{
+    static const char *const ST[] = {[LP_CST_OK] = "ok",
+                                     [LP_CST_GONE] = "gone",
+                                     [LP_CST_NOT_JOINED] = "not_joined",
+                                     [LP_CST_FULL] = "full"};
+    if (!o || !r || o->failed)
+        return -1;
+    size_t start = o->n;
+    if ((unsigned)r->st > LP_CST_FULL || !span_ok(r->scrollback) || !span_ok(r->version))
+        return -1;
+    bool ok = r->st == LP_CST_OK;
+    bool sb = ok && r->has_scrollback, ver = ok && r->version.n;
+    lp_mp_map(o, 2 + (sb ? 1 : 0) + (ver ? 1 : 0));
+    put_kuint(o, "v", LP_VERSION);
+    lp_mp_cstr(o, "st");
+    lp_mp_cstr(o, ST[r->st]);
+    if (sb)
+        put_kbin(o, "scrollback", r->scrollback);
+    if (ver)
+        put_kstr(o, "version", r->version);
+    struct lp_console_reply chk;
+    int rc = o->failed ? -1 : lp_decode_console_reply(o->p + start, o->n - start, &chk, NULL);
+    return enc_end(o, start, rc);
+}
+
+int lp_encode_console_out(struct lp_out *o, const struct lp_console_out *m)
+{
+    if (!o || !m || o->failed)
+        return -1;
+    size_t start = o->n;
+    if (!span_ok(m->event) || !payload_ok(m->payload))
+        return -1;
+    lp_mp_map(o, 3);
+    put_kuint(o, "v", LP_VERSION);
+    put_kstr(o, "ev", m->event);
+    put_kraw(o, "p", m->payload);
+    struct lp_console_out chk;
+    int rc = o->failed ? -1 : lp_decode_console_out(o->p + start, o->n - start, &chk, NULL);
+    return enc_end(o, start, rc);
 }

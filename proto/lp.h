@@ -28,6 +28,13 @@
 #define LP_MAX_DEPTH 64 /* a device payload phx accepts (≤ 63) always fits */
 #define LP_MAX_HEARTBEATS 4096
 #define LP_MAX_STR 4096 /* any other str (event, reason, peer, fw, status) */
+/* The remote console (LINK.md §9) */
+#define LP_MAX_OP 64                    /* an operator id: [A-Za-z0-9_-]{1,64} */
+#define LP_MAX_SCROLLBACK (512u << 10)  /* the scrollback in an attach reply */
+#define LP_MAX_CONSOLE_VERSION 64
+#define LP_LEASE_MIN_MS 1000u
+#define LP_LEASE_MAX_MS 600000u
+#define LP_LEASE_DEFAULT_MS 45000u
 
 struct lp_span {
     const uint8_t *p;
@@ -141,9 +148,9 @@ struct lp_reply {
     size_t n_effects;
 };
 
-enum lp_inbox_kind { LP_IN_PUSH, LP_IN_NOTIFY, LP_IN_KICK };
+enum lp_inbox_kind { LP_IN_PUSH, LP_IN_NOTIFY, LP_IN_KICK, LP_IN_CONSOLE_ATTACH, LP_IN_CONSOLE_DETACH };
 
-/* A worker-inbox message (LINK.md §6). */
+/* A worker-inbox message (LINK.md §6, §9). */
 struct lp_inbox {
     enum lp_inbox_kind kind;
     struct lp_span dev;
@@ -155,6 +162,9 @@ struct lp_inbox {
     struct lp_span msg;     /* notify */
     uint16_t code;          /* kick: default 1001 */
     struct lp_span reason;  /* kick, optional */
+    struct lp_span op;      /* console_attach, console_detach: the operator's id */
+    bool no_scrollback;     /* console_attach: "sb": false (a lease renewal) */
+    uint32_t lease_ms;      /* console_attach: 0 = absent (LP_LEASE_DEFAULT_MS) */
 };
 
 enum lp_topic_kind { LP_TOPIC_PUSH, LP_TOPIC_NOTIFY };
@@ -168,6 +178,23 @@ struct lp_topic_msg {
 
 enum lp_inbox_status { LP_IST_OK, LP_IST_GONE, LP_IST_NOT_JOINED };
 
+/* The reply to console_attach (LINK.md §9). A plain inbox status reply ({v, st: gone |
+ * not_joined}) decodes as one too. */
+enum lp_console_status { LP_CST_OK, LP_CST_GONE, LP_CST_NOT_JOINED, LP_CST_FULL };
+struct lp_console_reply {
+    enum lp_console_status st;
+    bool has_scrollback;      /* ok, unless the attach said "sb": false */
+    struct lp_span scrollback;
+    struct lp_span version;   /* ok: the device's console_version; n == 0: it sent none */
+};
+
+/* What a gateway publishes on <prefix>.console.<dev>.out (LINK.md §9): a device event (`up`,
+ * `file-data/start`, `file-data`, `file-data/stop`) or the gateway's `closed`. */
+struct lp_console_out {
+    struct lp_span event;
+    struct lp_span payload; /* one msgpack object */
+};
+
 /* Decoders: 0 on success, -1 when the message is invalid (LINK.md §3), with a static
  * description in *err (may be NULL). */
 int lp_decode_request(enum lp_call call, const uint8_t *p, size_t n, struct lp_request *out,
@@ -178,6 +205,10 @@ int lp_decode_inbox(const uint8_t *p, size_t n, struct lp_inbox *out, const char
 int lp_decode_topic_msg(const uint8_t *p, size_t n, struct lp_topic_msg *out, const char **err);
 int lp_decode_inbox_status(const uint8_t *p, size_t n, enum lp_inbox_status *out,
                            const char **err);
+int lp_decode_console_reply(const uint8_t *p, size_t n, struct lp_console_reply *out,
+                            const char **err);
+int lp_decode_console_out(const uint8_t *p, size_t n, struct lp_console_out *out,
+                          const char **err);
 
 /* Iterators over lists a decoder validated: 1 and the next element, or 0 at the end. */
 int lp_effect_next(struct lp_iter *it, struct lp_effect *out);
@@ -202,12 +233,15 @@ int lp_encode_reply(struct lp_out *o, enum lp_call call, const struct lp_reply *
 int lp_encode_inbox(struct lp_out *o, const struct lp_inbox *m);
 int lp_encode_topic_msg(struct lp_out *o, const struct lp_topic_msg *m);
 int lp_encode_inbox_status(struct lp_out *o, enum lp_inbox_status st);
+int lp_encode_console_reply(struct lp_out *o, const struct lp_console_reply *r);
+int lp_encode_console_out(struct lp_out *o, const struct lp_console_out *m);
 
 /* Validates the name forms of LINK.md §1. */
 bool lp_valid_prefix(struct lp_span s);
 bool lp_valid_gateway_id(struct lp_span s);
 bool lp_valid_dev(struct lp_span s);
 bool lp_valid_topic(struct lp_span s);
+bool lp_valid_op(struct lp_span s);
 
 /* Minimal msgpack helpers shared by the programs that build payloads by hand. Each appends to
  * `o` (latching failure). */

@@ -55,6 +55,10 @@ for comp in natsc registry; do
     count_unit "$B/test-logs/$comp-asan.log"
 done
 
+stage "deployment: Helm chart, alert rules, Grafana dashboard, Dockerfile"
+tests/helm/run.sh 2>&1 | tee "$B/test-logs/helm.log" | grep -vE '^ok ' || true
+count_unit "$B/test-logs/helm.log"
+
 stage "fuzz corpus replay (libFuzzer, ASan+UBSan)"
 for f in "$B"/fuzz/fuzz_*; do
     [ -x "$f" ] || continue

@@ -264,13 +264,131 @@ static int cmd_devices(struct ctx *c, const struct args *a, const char *const *p
 }
 
 /* Every field of a device object: the known ones in a fixed order, then the rest as received. */
+/* ---- extensions: health, location, logs ---- */
+
+/* "k=v, k=v" of an object's scalar members (containers compact JSON). */
+static char *render_pairs(const json_t *o)
+{
+    if (!json_is_object(o) || json_object_size(o) == 0)
+        return NULL;
+    size_t cap = 256, n = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    out[0] = '\0';
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        char *val = render_value(v);
+        size_t need = n + strlen(k) + strlen(val) + 4;
+        if (need > cap) {
+            while (cap < need)
+                cap *= 2;
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                free(val);
+                break;
+            }
+            out = grown;
+        }
+        n += (size_t)sprintf(out + n, "%s%s=%s", n ? ", " : "", k, val);
+        free(val);
+    }
+    return out;
+}
+
+/* The latest health report (health:report's value) as a few readable lines. */
+static char *render_health(const json_t *h, const json_t *at)
+{
+    const json_t *v = json_object_get(h, "value");
+    if (!json_is_object(v))
+        return json_is_null(h) || !h ? NULL : render_value(h);
+    char ts[48] = "";
+    if (json_is_integer(at))
+        render_ms(json_integer_value(at), ts, sizeof(ts));
+    static const char *const PARTS[] = {"metrics", "alarms", "checks", "metadata"};
+    size_t cap = 64 + strlen(ts);
+    char *parts[4] = {NULL};
+    for (size_t i = 0; i < 4; i++) {
+        parts[i] = render_pairs(json_object_get(v, PARTS[i]));
+        cap += (parts[i] ? strlen(parts[i]) : 0) + 16;
+    }
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t n = (size_t)sprintf(out, "reported %s", ts[0] ? ts : "-");
+    for (size_t i = 0; i < 4; i++) {
+        if (parts[i])
+            n += (size_t)sprintf(out + n, "; %s: %s", PARTS[i], parts[i]);
+        free(parts[i]);
+    }
+    return out;
+}
+
+/* geo:location:update: "lat, lon (source, ±N m)" or the device's error. */
+static char *render_location(const json_t *l)
+{
+    if (!json_is_object(l))
+        return NULL;
+    const json_t *lat = json_object_get(l, "latitude"), *lon = json_object_get(l, "longitude");
+    char buf[512];
+    if (json_is_number(lat) && json_is_number(lon)) {
+        const char *src = json_string_value(json_object_get(l, "source"));
+        const json_t *acc = json_object_get(l, "accuracy");
+        int n = snprintf(buf, sizeof(buf), "%.6f, %.6f (%s", json_number_value(lat), json_number_value(lon),
+                         src ? src : "unknown source");
+        if (json_is_number(acc) && n > 0 && (size_t)n < sizeof(buf))
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, ", ±%g m", json_number_value(acc));
+        if (n > 0 && (size_t)n < sizeof(buf) - 1)
+            snprintf(buf + n, sizeof(buf) - (size_t)n, ")");
+        return strdup(buf);
+    }
+    const char *code = json_string_value(json_object_get(l, "error_code"));
+    const char *desc = json_string_value(json_object_get(l, "error_description"));
+    if (code || desc) {
+        snprintf(buf, sizeof(buf), "error %s: %s", code ? code : "-", desc ? desc : "-");
+        return strdup(buf);
+    }
+    return render_value(l);
+}
+
+/* The stored log lines, oldest first: "  <at> <level> <message>". */
+static void print_logs(const json_t *logs)
+{
+    if (!json_is_array(logs) || json_array_size(logs) == 0)
+        return;
+    printf("logs (last %zu):\n", json_array_size(logs));
+    size_t i;
+    const json_t *e;
+    json_array_foreach(logs, i, e)
+    {
+        char ts[48] = "-";
+        const json_t *at = json_object_get(e, "at");
+        if (json_is_integer(at))
+            render_ms(json_integer_value(at), ts, sizeof(ts));
+        const char *level = json_string_value(json_object_get(e, "level"));
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        fputs("  ", stdout);
+        out_safe(stdout, ts);
+        fputs(" ", stdout);
+        out_safe(stdout, level ? level : "-");
+        fputs(" ", stdout);
+        out_safe(stdout, msg ? msg : "");
+        fputs(json_is_true(json_object_get(e, "truncated")) ? " [truncated]\n" : "\n", stdout);
+    }
+}
+
 static void print_device(const json_t *d)
 {
     static const char *const ORDER[] = {
         "id",           "identifier",       "online",        "gateway",      "worker",
         "connected_at", "firmware_version", "firmware_uuid", "tags",         "status",
         "progress",     "deployment_id",    "validated",     "fingerprints", "last_status",
+        "health",       "location",
     };
+    /* shown by their own renderers (health_at inside health, logs after the list) */
+    static const char *const SKIP[] = {"health_at", "logs"};
     const size_t nk = json_object_size(d);
     const char **keys = calloc(nk + 1, sizeof(char *));
     char **vals = calloc(nk + 1, sizeof(char *));
@@ -285,7 +403,17 @@ static void print_device(const json_t *d)
         if (!v)
             continue;
         keys[n] = ORDER[i];
-        vals[n++] = strcmp(ORDER[i], "connected_at") == 0 ? cell_ms(v) : render_value(v);
+        if (strcmp(ORDER[i], "connected_at") == 0)
+            vals[n] = cell_ms(v);
+        else if (strcmp(ORDER[i], "health") == 0)
+            vals[n] = render_health(v, json_object_get(d, "health_at"));
+        else if (strcmp(ORDER[i], "location") == 0)
+            vals[n] = render_location(v);
+        else
+            vals[n] = render_value(v);
+        if (!vals[n])
+            vals[n] = strdup("-");
+        n++;
     }
     const char *k;
     const json_t *v;
@@ -294,12 +422,15 @@ static void print_device(const json_t *d)
         bool known = false;
         for (size_t i = 0; i < sizeof(ORDER) / sizeof(ORDER[0]); i++)
             known |= strcmp(ORDER[i], k) == 0;
+        for (size_t i = 0; i < sizeof(SKIP) / sizeof(SKIP[0]); i++)
+            known |= strcmp(SKIP[i], k) == 0;
         if (!known && n < nk) {
             keys[n] = k;
             vals[n++] = render_value(v);
         }
     }
     kv_print(stdout, keys, (const char *const *)vals, n);
+    print_logs(json_object_get(d, "logs"));
     for (size_t i = 0; i < n; i++)
         free(vals[i]);
     free(keys);
@@ -728,6 +859,14 @@ const struct cmd nhctl_cmds[] = {
     {"reboot", "<device>", "Ask a connected device to reboot.\n", F_NONE, 1, 1, cmd_reboot},
     {"identify", "<device>", "Ask a connected device to identify itself (e.g. blink).\n", F_NONE, 1, 1,
      cmd_identify},
+    {"console", "<device>",
+     "Open the device's remote IEx console: an interactive terminal over NATS, through whichever\n"
+     "gateway holds the device. Its recent output (the gateway's scrollback) is printed first.\n"
+     "Keys go to the device as typed (Ctrl-C included); the window size follows the terminal.\n"
+     "Type Ctrl-] to detach and exit (like telnet). Exit status: 0 detached, 1 the console\n"
+     "closed on the device's side (\"console closed: <reason>\") or could not be opened (unknown\n"
+     "device, offline, console not joined), 3 NATS or the gateway unreachable.\n",
+     F_NONE, 1, 1, cmd_console},
     {"events", "[<device>] [--count N] [--timeout S]",
      "Print platform events (all devices, or one) as they happen, one line each.\n"
      "  --count N           exit after N events (exit 1 if --timeout passes first)\n"

@@ -114,6 +114,11 @@ struct cmd {
     int (*run)(struct ctx *c, const struct args *a, const char *const *pos);
 };
 
+/* ---- console.c ---- */
+
+/* `nhctl console <device>`: the interactive remote console (proto/LINK.md §9). */
+int cmd_console(struct ctx *c, const struct args *a, const char *const *pos);
+
 extern const struct cmd nhctl_cmds[];
 extern const size_t nhctl_n_cmds;
 

@@ -74,7 +74,7 @@ static const char *const SHOW_FIELDS[] = {"deployment_id", "last_status", "valid
                                           "network_interface", "conn_status", "last_seen", "disconnected_at",
                                           "disconnect_reason", "health", "location", "connection_types",
                                           "inflight", "blocked_until", "unhandled", "fw_product",
-                                          "fw_architecture", "fw_platform", "created_at", "peer"};
+                                          "fw_architecture", "fw_platform", "created_at", "peer", "health_at"};
 #define N_SHOW_FIELDS (sizeof(SHOW_FIELDS) / sizeof(SHOW_FIELDS[0]))
 
 static void append_list_cmds(const char *id)
@@ -190,10 +190,11 @@ static json_t *devices_show(json_t *b)
     store_append_argv((int)(2 + N_SHOW_FIELDS), argv, NULL);
     char fk[PF_KEY_MAX];
     store_append("SMEMBERS %s", pf_key(fk, "dev:%s:fps", id));
+    store_append("LRANGE %s 0 -1", pf_key(fk, "dev:%s:logs", id));
     redisReply *dev = store_reply(), *reg = dev ? store_reply() : NULL, *more = reg ? store_reply() : NULL,
-               *fps = more ? store_reply() : NULL;
+               *fps = more ? store_reply() : NULL, *logs = fps ? store_reply() : NULL;
     json_t *out;
-    if (!fps) {
+    if (!logs) {
         out = store_down();
     } else {
         json_t *d = device_json(id, dev, reg);
@@ -211,7 +212,7 @@ static json_t *devices_show(json_t *b)
                                                 "disconnect_reason", "health", "location", "connection_types",
                                                 "inflight_update", "blocked_until", "unhandled_messages",
                                                 "firmware_product", "firmware_architecture", "firmware_platform",
-                                                "created_at", "peer"};
+                                                "created_at", "peer", "health_at"};
             for (size_t i = 3; i < N_SHOW_FIELDS; i++) {
                 const char *s = store_str(more, i);
                 const char *name = extra[i - 3];
@@ -221,7 +222,7 @@ static json_t *devices_show(json_t *b)
                     val = json_or_null(s);
                 else if (!strcmp(name, "last_seen") || !strcmp(name, "disconnected_at") ||
                          !strcmp(name, "blocked_until") || !strcmp(name, "unhandled_messages") ||
-                         !strcmp(name, "created_at"))
+                         !strcmp(name, "created_at") || !strcmp(name, "health_at"))
                     val = int_or_null(s);
                 else
                     val = str_or_null(s);
@@ -231,6 +232,15 @@ static json_t *devices_show(json_t *b)
             for (size_t i = 0; fps->type == REDIS_REPLY_ARRAY && i < fps->elements; i++)
                 json_array_append_new(list, json_string(fps->element[i]->str));
             json_object_set_new(d, "fingerprints", list);
+            json_t *lines = json_array();
+            for (size_t i = 0; logs->type == REDIS_REPLY_ARRAY && i < logs->elements; i++) {
+                json_t *l = json_or_null(logs->element[i]->str);
+                if (json_is_object(l))
+                    json_array_append_new(lines, l);
+                else
+                    json_decref(l);
+            }
+            json_object_set_new(d, "logs", lines);
             out = json_pack("{s:o}", "device", d);
         }
     }
@@ -238,6 +248,7 @@ static json_t *devices_show(json_t *b)
     freeReplyObject(reg);
     freeReplyObject(more);
     freeReplyObject(fps);
+    freeReplyObject(logs);
     return out;
 }
 

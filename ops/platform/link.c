@@ -1005,6 +1005,99 @@ static void ext_detach(struct call *c, int i)
         fx_add(c, LP_FX_SCROLLBACK_CLEAR);
 }
 
+/* A log line's text: a string, or a charlist (Erlang's list of code points, as nerves_hub_link
+ * may send); NULL otherwise. Malloc'd, NUL-terminated, at most PF_LOG_MESSAGE_MAX bytes (cut on a
+ * UTF-8 boundary; *cut says so). */
+static char *log_text(const json_t *m, bool *cut)
+{
+    size_t cap = PF_LOG_MESSAGE_MAX, n = 0;
+    char *out = malloc(cap + 4 + 1);
+    if (!out)
+        return NULL;
+    *cut = false;
+    if (json_is_string(m)) {
+        const char *src = json_string_value(m);
+        n = json_string_length(m);
+        if (n > cap) {
+            n = cap; /* back to the start of the character that would not fit */
+            while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+                n--;
+            *cut = true;
+        }
+        memcpy(out, src, n);
+    } else if (json_is_array(m)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(m, i, e)
+        {
+            json_int_t cp = json_integer_value(e);
+            if (!json_is_integer(e) || cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                continue;
+            size_t k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            if (n + k > cap) {
+                *cut = true;
+                break;
+            }
+            if (k == 1) {
+                out[n++] = (char)cp;
+            } else {
+                for (size_t b = k - 1; b > 0; b--)
+                    out[n + b] = (char)(0x80 | ((cp >> (6 * (k - 1 - b))) & 0x3f));
+                out[n] = (char)((0xf0 << (4 - k)) | (cp >> (6 * (k - 1))));
+                n += k;
+            }
+        }
+    } else {
+        free(out);
+        return NULL;
+    }
+    out[n] = 0;
+    return out;
+}
+
+/* `logging:send {level, message, timestamp?, meta?}`: appended to the device's bounded list
+ * (PF_LOG_LINES), and published as the event `log`. */
+static void store_log_line(struct call *c)
+{
+    char *js = payload_json_str(c->req.payload);
+    json_t *j = js ? json_loads(js, JSON_DECODE_ANY, NULL) : NULL;
+    free(js);
+    bool cut;
+    char *text = json_is_object(j) ? log_text(json_object_get(j, "message"), &cut) : NULL;
+    if (!text) {
+        json_decref(j);
+        plog(PLOG_DEBUG, "log_line_invalid", "dev=%s", c->dev);
+        return;
+    }
+    const char *level = json_string_value(json_object_get(j, "level"));
+    json_t *msg = json_stringn(text, strlen(text));
+    free(text);
+    json_t *e = json_pack("{s:I, s:s, s:o}", "at", (json_int_t)pf_now_ms(), "level",
+                          level && strlen(level) <= 16 ? level : "unknown", "message", msg ? msg : json_string("?"));
+    if (e && cut)
+        json_object_set_new(e, "truncated", json_true());
+    const json_t *ts = json_object_get(j, "timestamp");
+    if (e && (json_is_string(ts) || json_is_integer(ts)))
+        json_object_set(e, "timestamp", (json_t *)ts);
+    json_t *meta = json_object_get(j, "meta");
+    char *ms = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
+    if (e && ms && strlen(ms) <= PF_LOG_META_MAX)
+        json_object_set(e, "meta", meta);
+    free(ms);
+    char *line = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    if (line) {
+        char k[PF_KEY_MAX];
+        pf_key(k, "dev:%s:logs", c->dev);
+        store_append("RPUSH %s %s", k, line);
+        store_append("LTRIM %s %d -1", k, -PF_LOG_LINES);
+        freeReplyObject(store_reply());
+        freeReplyObject(store_reply());
+    }
+    free(line);
+    json_decref(j);
+    pf_event(c->dev, "log", e);
+}
+
 static void message_extensions(struct call *c)
 {
     struct xsess x;
@@ -1044,6 +1137,8 @@ static void message_extensions(struct call *c)
             freeReplyObject(store_cmd("HSET %s location %s", k, js));
         pf_event(c->dev, "location", js ? json_loads(js, 0, NULL) : NULL);
         free(js);
+    } else if (i == PD_EXT_LOGGING && span_is(ev, "send")) {
+        store_log_line(c);
     } else if (i == PD_EXT_NETWORK_IDENTITY && span_is(ev, "report")) {
         char *js = payload_json_str(c->req.payload);
         json_t *j = js ? json_loads(js, 0, NULL) : NULL;

@@ -14,6 +14,11 @@
 #include "lp_registry.h"
 
 #define PF_MAX_FWUP_KEYS 16
+/* The `logging` extension's store: the last PF_LOG_LINES lines per device (Redis list
+ * <prefix>:pf:dev:<id>:logs, oldest first), each message cut to PF_LOG_MESSAGE_MAX bytes. */
+#define PF_LOG_LINES 100
+#define PF_LOG_MESSAGE_MAX 1024
+#define PF_LOG_META_MAX 1024
 
 struct pf_config {
     const char *nats_url;

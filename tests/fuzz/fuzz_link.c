@@ -1,5 +1,6 @@
 /* libFuzzer target: the link codec (proto/lp.c). The first byte picks a decoder (each call's
- * request and reply, the worker inbox, a shared-topic message, an inbox status; see KINDS), the
+ * request and reply, the worker inbox, a shared-topic message, an inbox status, a console attach
+ * reply, a console output message; see the K_ enum; new kinds go last so seeds keep theirs), the
  * rest is the message. On success every list is iterated and checked against the contract's
  * limits; the message is re-encoded, decode(encode(x)) must equal x field by field (spans by
  * bytes), and encoding is a fixed point. A proper prefix of an accepted message must be invalid,
@@ -11,7 +12,7 @@
 #include "fuzz_check.h"
 #include "lp.h"
 
-enum { K_REQ = 0, K_REP = LP_CALL_COUNT, K_INBOX = K_REP + 5, K_TOPIC, K_ISTATUS, N_KINDS };
+enum { K_REQ = 0, K_REP = LP_CALL_COUNT, K_INBOX = K_REP + 5, K_TOPIC, K_ISTATUS, K_CREPLY, K_COUT, N_KINDS };
 static const enum lp_call REPLY_CALLS[5] = {LP_AUTH, LP_CONNECT, LP_JOIN, LP_MESSAGE, LP_NOTIFY};
 
 static struct lp_kv xs[2][LP_MAX_X + 1];
@@ -230,11 +231,16 @@ static void fuzz_inbox(const uint8_t *p, size_t n)
         check_payload(a.payload);
     if (a.kind == LP_IN_KICK)
         CHECK(a.code >= 1000 && a.code <= 4999);
+    if (a.kind == LP_IN_CONSOLE_ATTACH || a.kind == LP_IN_CONSOLE_DETACH)
+        CHECK(lp_valid_op(a.op));
+    if (a.lease_ms)
+        CHECK(a.lease_ms >= LP_LEASE_MIN_MS && a.lease_ms <= LP_LEASE_MAX_MS);
     CHECK(lp_encode_inbox(&o, &a) == 0);
     CHECK(lp_decode_inbox(o.p, o.n, &b, NULL) == 0);
     CHECK(a.kind == b.kind && span_eq(a.dev, b.dev) && a.has_cref == b.has_cref && a.cref == b.cref);
     CHECK(span_eq(a.topic, b.topic) && span_eq(a.event, b.event) && span_eq(a.payload, b.payload));
     CHECK(span_eq(a.msg, b.msg) && a.code == b.code && span_eq(a.reason, b.reason));
+    CHECK(span_eq(a.op, b.op) && a.no_scrollback == b.no_scrollback && a.lease_ms == b.lease_ms);
     lp_out_free(&o);
 }
 
@@ -264,6 +270,41 @@ static void fuzz_status(const uint8_t *p, size_t n)
     lp_out_free(&o);
 }
 
+static void fuzz_console_reply(const uint8_t *p, size_t n)
+{
+    struct lp_console_reply a, b;
+    struct lp_out o = {0}, o2 = {0};
+    if (lp_decode_console_reply(p, n, &a, NULL) != 0)
+        return;
+    check_inside(a.scrollback, p, n);
+    check_inside(a.version, p, n);
+    CHECK(a.scrollback.n <= LP_MAX_SCROLLBACK && a.version.n <= LP_MAX_CONSOLE_VERSION);
+    if (a.st != LP_CST_OK)
+        CHECK(!a.has_scrollback && a.version.n == 0);
+    CHECK(lp_encode_console_reply(&o, &a) == 0);
+    CHECK(lp_decode_console_reply(o.p, o.n, &b, NULL) == 0);
+    CHECK(a.st == b.st && a.has_scrollback == b.has_scrollback && span_eq(a.scrollback, b.scrollback) &&
+          span_eq(a.version, b.version));
+    CHECK(lp_encode_console_reply(&o2, &b) == 0);
+    CHECK(o2.n == o.n && memcmp(o2.p, o.p, o.n) == 0);
+    lp_out_free(&o);
+    lp_out_free(&o2);
+}
+
+static void fuzz_console_out(const uint8_t *p, size_t n)
+{
+    struct lp_console_out a, b;
+    struct lp_out o = {0};
+    if (lp_decode_console_out(p, n, &a, NULL) != 0)
+        return;
+    CHECK(a.event.n >= 1 && a.event.n <= LP_MAX_STR);
+    check_payload(a.payload);
+    CHECK(lp_encode_console_out(&o, &a) == 0);
+    CHECK(lp_decode_console_out(o.p, o.n, &b, NULL) == 0);
+    CHECK(span_eq(a.event, b.event) && span_eq(a.payload, b.payload));
+    lp_out_free(&o);
+}
+
 /* Decodes as kind; returns the decoder's status only. */
 static int decode_kind(int kind, const uint8_t *p, size_t n)
 {
@@ -272,6 +313,8 @@ static int decode_kind(int kind, const uint8_t *p, size_t n)
     struct lp_inbox in;
     struct lp_topic_msg tm;
     enum lp_inbox_status st;
+    struct lp_console_reply cr;
+    struct lp_console_out co;
     const char *err = NULL;
     int rc;
     if (kind < K_REP)
@@ -282,6 +325,10 @@ static int decode_kind(int kind, const uint8_t *p, size_t n)
         rc = lp_decode_inbox(p, n, &in, &err);
     else if (kind == K_TOPIC)
         rc = lp_decode_topic_msg(p, n, &tm, &err);
+    else if (kind == K_CREPLY)
+        rc = lp_decode_console_reply(p, n, &cr, &err);
+    else if (kind == K_COUT)
+        rc = lp_decode_console_out(p, n, &co, &err);
     else
         rc = lp_decode_inbox_status(p, n, &st, &err);
     CHECK(rc == 0 || rc == -1);
@@ -318,6 +365,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_inbox(p, n);
     else if (kind == K_TOPIC)
         fuzz_topic(p, n);
+    else if (kind == K_CREPLY)
+        fuzz_console_reply(p, n);
+    else if (kind == K_COUT)
+        fuzz_console_out(p, n);
     else
         fuzz_status(p, n);
     return 0;

@@ -37,7 +37,9 @@ enum {
     M_REP = 8,
     M_INBOX = 16,
     M_TOPIC,
-    M_ISTATUS
+    M_ISTATUS,
+    M_CREPLY, /* console_attach reply */
+    M_COUT    /* console output */
 };
 
 /* Decodes from a copy that ends at a guard page, so any over-read faults. Only the status is
@@ -50,6 +52,8 @@ static int dec_guarded(int kind, const uint8_t *p, size_t n, const char **err)
     struct lp_inbox in;
     struct lp_topic_msg tm;
     enum lp_inbox_status st;
+    struct lp_console_reply cr;
+    struct lp_console_out co;
     int rc;
     if (kind < M_REP)
         rc = lp_decode_request((enum lp_call)(kind - M_REQ), g, n, &rq, err);
@@ -59,6 +63,10 @@ static int dec_guarded(int kind, const uint8_t *p, size_t n, const char **err)
         rc = lp_decode_inbox(g, n, &in, err);
     else if (kind == M_TOPIC)
         rc = lp_decode_topic_msg(g, n, &tm, err);
+    else if (kind == M_CREPLY)
+        rc = lp_decode_console_reply(g, n, &cr, err);
+    else if (kind == M_COUT)
+        rc = lp_decode_console_out(g, n, &co, err);
     else
         rc = lp_decode_inbox_status(g, n, &st, err);
     test_guard_free(g);
@@ -196,6 +204,23 @@ static void inbox_eq(const struct lp_inbox *a, const struct lp_inbox *b)
     SPAN_EQ(a->msg, b->msg);
     ASSERT_EQ(a->code, b->code);
     SPAN_EQ(a->reason, b->reason);
+    SPAN_EQ(a->op, b->op);
+    ASSERT_EQ(a->no_scrollback, b->no_scrollback);
+    ASSERT_EQ(a->lease_ms, b->lease_ms);
+}
+
+static void creply_eq(const struct lp_console_reply *a, const struct lp_console_reply *b)
+{
+    ASSERT_EQ(a->st, b->st);
+    ASSERT_EQ(a->has_scrollback, b->has_scrollback);
+    SPAN_EQ(a->scrollback, b->scrollback);
+    SPAN_EQ(a->version, b->version);
+}
+
+static void cout_eq(const struct lp_console_out *a, const struct lp_console_out *b)
+{
+    SPAN_EQ(a->event, b->event);
+    SPAN_EQ(a->payload, b->payload);
 }
 
 static void topic_eq(const struct lp_topic_msg *a, const struct lp_topic_msg *b)
@@ -368,7 +393,50 @@ static struct lp_inbox sample_inbox(enum lp_inbox_kind k, int variant)
             m.code = 4001, m.reason = S("x");
         }
         break;
+    case LP_IN_CONSOLE_ATTACH:
+        m.op = S("op-1");
+        if (!variant)
+            m.no_scrollback = true, m.lease_ms = 15000;
+        break;
+    case LP_IN_CONSOLE_DETACH:
+        m.op = S("op-1");
+        m.has_cref = true, m.cref = 9;
+        break;
     }
+    return m;
+}
+
+static const uint8_t IEX[] = {'i', 'e', 'x', '>', ' '};
+
+/* Variants: 0 ok with scrollback and version, 1 ok bare (a renewal), 2 full, 3 not_joined. */
+static struct lp_console_reply sample_creply(int variant)
+{
+    struct lp_console_reply r = {0};
+    switch (variant) {
+    case 0:
+        r.has_scrollback = true, r.scrollback = SP(IEX), r.version = S("2.0.0");
+        break;
+    case 2:
+        r.st = LP_CST_FULL;
+        break;
+    case 3:
+        r.st = LP_CST_NOT_JOINED;
+        break;
+    default:
+        break;
+    }
+    return r;
+}
+
+static const uint8_t REASON_LEFT[] = {0x81, 0xa6, 'r', 'e', 'a', 's', 'o', 'n', 0xa4, 'l', 'e', 'f', 't'};
+
+static struct lp_console_out sample_cout(int variant)
+{
+    struct lp_console_out m;
+    if (variant)
+        m.event = S("closed"), m.payload = SP(REASON_LEFT);
+    else
+        m.event = S("up"), m.payload = SP(DATA_H);
     return m;
 }
 
@@ -464,6 +532,20 @@ static const struct golden GOLDEN[] = {
     {M_TOPIC, LP_TOPIC_PUSH,
      "85 a1 76 01 a1 6b a4 70757368 a2 6576 a6 757064617465 a1 70 80 a7 736b69705f6677 a4 75756964"},
     {M_TOPIC, LP_TOPIC_NOTIFY, "83 a1 76 01 a1 6b a6 6e6f74696679 a3 6d7367 c4 01 4d"},
+    /* console_attach: {v,k,dev,op:"op-1",sb:false,lease_ms:15000} */
+    {M_INBOX, LP_IN_CONSOLE_ATTACH,
+     "86 a1 76 01 a1 6b ae 636f6e736f6c655f617474616368 a3 646576 a5 6465762d31 a2 6f70 a4 6f702d31"
+     " a2 7362 c2 a8 6c656173655f6d73 cd 3a98"},
+    {M_INBOX, LP_IN_CONSOLE_DETACH,
+     "85 a1 76 01 a1 6b ae 636f6e736f6c655f646574616368 a3 646576 a5 6465762d31 a4 63726566 09"
+     " a2 6f70 a4 6f702d31"},
+    {M_CREPLY, 0,
+     "84 a1 76 01 a2 7374 a2 6f6b aa 7363726f6c6c6261636b c4 05 6965783e20 a7 76657273696f6e a5 322e302e30"},
+    {M_CREPLY, 1, "82 a1 76 01 a2 7374 a2 6f6b"},
+    {M_CREPLY, 2, "82 a1 76 01 a2 7374 a4 66756c6c"},
+    {M_CREPLY, 3, "82 a1 76 01 a2 7374 aa 6e6f745f6a6f696e6564"},
+    {M_COUT, 0, "83 a1 76 01 a2 6576 a2 7570 a1 70 81 a4 64617461 a1 68"},
+    {M_COUT, 1, "83 a1 76 01 a2 6576 a6 636c6f736564 a1 70 81 a6 726561736f6e a4 6c656674"},
     {M_ISTATUS, LP_IST_OK, "82 a1 76 01 a2 7374 a2 6f6b"},
     {M_ISTATUS, LP_IST_GONE, "82 a1 76 01 a2 7374 a4 676f6e65"},
     {M_ISTATUS, LP_IST_NOT_JOINED, "82 a1 76 01 a2 7374 aa 6e6f745f6a6f696e6564"},
@@ -497,6 +579,14 @@ static int encode_sample(const struct golden *g, struct lp_out *o)
         struct lp_topic_msg m = sample_topic((enum lp_topic_kind)g->variant);
         return lp_encode_topic_msg(o, &m);
     }
+    if (g->kind == M_CREPLY) {
+        struct lp_console_reply r = sample_creply(g->variant);
+        return lp_encode_console_reply(o, &r);
+    }
+    if (g->kind == M_COUT) {
+        struct lp_console_out m = sample_cout(g->variant);
+        return lp_encode_console_out(o, &m);
+    }
     return lp_encode_inbox_status(o, (enum lp_inbox_status)g->variant);
 }
 
@@ -525,6 +615,16 @@ static void check_decodes_to_sample(const struct golden *g, const uint8_t *p, si
         if (lp_decode_topic_msg(p, n, &m, &err))
             TEST_FAIL("golden topic %d: %s", g->variant, err);
         topic_eq(&m, &want);
+    } else if (g->kind == M_CREPLY) {
+        struct lp_console_reply m, want = sample_creply(g->variant);
+        if (lp_decode_console_reply(p, n, &m, &err))
+            TEST_FAIL("golden console reply %d: %s", g->variant, err);
+        creply_eq(&m, &want);
+    } else if (g->kind == M_COUT) {
+        struct lp_console_out m, want = sample_cout(g->variant);
+        if (lp_decode_console_out(p, n, &m, &err))
+            TEST_FAIL("golden console out %d: %s", g->variant, err);
+        cout_eq(&m, &want);
     } else {
         enum lp_inbox_status st = (enum lp_inbox_status) - 1;
         if (lp_decode_inbox_status(p, n, &st, &err))
@@ -626,6 +726,8 @@ TEST(lp_decoding_as_the_wrong_call)
     ASSERT_EQ(dec_guarded(M_INBOX, b, n, NULL), -1);
     ASSERT_EQ(dec_guarded(M_TOPIC, b, n, NULL), -1);
     ASSERT_EQ(dec_guarded(M_ISTATUS, b, n, NULL), -1);
+    ASSERT_EQ(dec_guarded(M_CREPLY, b, n, NULL), -1);
+    ASSERT_EQ(dec_guarded(M_COUT, b, n, NULL), -1);
     free(b);
     struct lp_request r;
     struct lp_reply rp;
@@ -708,7 +810,7 @@ TEST(lp_roundtrip_replies)
 
 TEST(lp_roundtrip_inbox_topic_status)
 {
-    for (int k = LP_IN_PUSH; k <= LP_IN_KICK; k++) {
+    for (int k = LP_IN_PUSH; k <= LP_IN_CONSOLE_DETACH; k++) {
         for (int v = 0; v < 2; v++) {
             struct lp_inbox want = sample_inbox((enum lp_inbox_kind)k, v), got;
             struct lp_out o = {0};
@@ -732,6 +834,14 @@ TEST(lp_roundtrip_inbox_topic_status)
         ASSERT_EQ(lp_encode_inbox_status(&o, (enum lp_inbox_status)s), 0);
         ASSERT_EQ(lp_decode_inbox_status(o.p, o.n, &got, NULL), 0);
         ASSERT_EQ(got, s);
+        lp_out_free(&o);
+    }
+    for (int v = 0; v < 4; v++) {
+        struct lp_console_reply want = sample_creply(v), got;
+        struct lp_out o = {0};
+        ASSERT_EQ(lp_encode_console_reply(&o, &want), 0);
+        ASSERT_EQ(lp_decode_console_reply(o.p, o.n, &got, NULL), 0);
+        creply_eq(&got, &want);
         lp_out_free(&o);
     }
     struct lp_out o = {0};
@@ -871,6 +981,25 @@ static const struct model MODELS[] = {
       {"skip_fw", "s:uuid", 's', false}}},
     {"topic notify", M_TOPIC, {F_V, {"k", "s:notify", 's', true}, {"msg", "b:", 'b', true}}},
     {"inbox status", M_ISTATUS, {F_V, {"st", "s:not_joined", 's', true}}},
+    {"inbox console_attach",
+     M_INBOX,
+     {F_V,
+      {"k", "s:console_attach", 's', true},
+      F_DEV,
+      {"cref", "u:9", 'u', false},
+      {"op", "s:nhctl-1a2b", 's', true},
+      {"sb", "h:c3", 'B', false},
+      {"lease_ms", "u:45000", 'u', false}}},
+    {"inbox console_detach",
+     M_INBOX,
+     {F_V, {"k", "s:console_detach", 's', true}, F_DEV, {"op", "s:o", 's', true}}},
+    {"console reply",
+     M_CREPLY,
+     {F_V,
+      {"st", "s:ok", 's', true},
+      {"scrollback", "b:iex> ", 'b', false},
+      {"version", "s:1.0.0", 's', false}}},
+    {"console out", M_COUT, {F_V, {"ev", "s:file-data", 's', true}, {"p", "h:80", 'o', true}}},
 };
 #define N_MODELS (sizeof(MODELS) / sizeof(MODELS[0]))
 
@@ -1679,7 +1808,7 @@ TEST(lp_encoder_inbox_and_topic_checks)
     m = sample_inbox(LP_IN_NOTIFY, 0);
     m.msg = rep('m', LP_MAX_MSG + 1);
     ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
-    m.kind = (enum lp_inbox_kind)3;
+    m.kind = (enum lp_inbox_kind)5;
     ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
     m = sample_inbox(LP_IN_NOTIFY, 0);
     m.dev = rep('d', LP_MAX_ID + 1);
@@ -2415,4 +2544,131 @@ TEST(lp_body_shape)
     ASSERT_EQ(lp_decode_inbox_status(b, n, &st, &err), -1);
     ASSERT(err && strstr(err, "st"));
     free(b);
+}
+
+/* ---- the remote console (LINK.md §9) ---- */
+
+TEST(lp_console_attach_fields)
+{
+    /* op: 1..64 of [A-Za-z0-9_-] */
+    ASSERT_EQ(model_with("inbox console_attach", "op", enc_str(rep('o', LP_MAX_OP))), 0);
+    ASSERT_EQ(model_with("inbox console_attach", "op", enc_str(rep('o', LP_MAX_OP + 1))), -1);
+    ASSERT_EQ(model_with("inbox console_attach", "op", enc_str(S(""))), -1);
+    ASSERT_EQ(model_with("inbox console_attach", "op", enc_str(S("a.b"))), -1);
+    ASSERT_EQ(model_with("inbox console_attach", "op", enc_str(S("a b"))), -1);
+    ASSERT_EQ(model_with("inbox console_detach", "op", enc_str(S("a*"))), -1);
+    /* lease: 1 s .. 10 min */
+    ASSERT_EQ(model_with_hex("inbox console_attach", "lease_ms", "cd 03e8"), 0);
+    ASSERT_EQ(model_with_hex("inbox console_attach", "lease_ms", "cd 03e7"), -1);
+    ASSERT_EQ(model_with_hex("inbox console_attach", "lease_ms", "ce 000927c0"), 0);
+    ASSERT_EQ(model_with_hex("inbox console_attach", "lease_ms", "ce 000927c1"), -1);
+    /* sb: a bool; absent and true mean "send the scrollback" */
+    struct lp_out o = {0};
+    struct lp_inbox m = sample_inbox(LP_IN_CONSOLE_ATTACH, 1), got;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), 0);
+    ASSERT_EQ(lp_decode_inbox(o.p, o.n, &got, NULL), 0);
+    ASSERT(!got.no_scrollback);
+    ASSERT_EQ(got.lease_ms, 0);
+    size_t n;
+    uint8_t *b = test_unhex("85 a1 76 01 a1 6b ae 636f6e736f6c655f617474616368 a3 646576 a1 64 a2 6f70 a1 6f"
+                            " a2 7362 c3",
+                            &n);
+    ASSERT_EQ(lp_decode_inbox(b, n, &got, NULL), 0);
+    ASSERT(!got.no_scrollback);
+    b[n - 1] = 0xc2;
+    ASSERT_EQ(lp_decode_inbox(b, n, &got, NULL), 0);
+    ASSERT(got.no_scrollback);
+    free(b);
+    /* the encoder refuses what the decoder would */
+    lp_out_reset(&o);
+    m.op = rep('o', LP_MAX_OP + 1);
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    m.op = S("");
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    m = sample_inbox(LP_IN_CONSOLE_ATTACH, 1);
+    m.lease_ms = LP_LEASE_MIN_MS - 1;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    m.lease_ms = LP_LEASE_MAX_MS + 1;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    m.lease_ms = LP_LEASE_MAX_MS;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), 0);
+    lp_out_free(&o);
+}
+
+TEST(lp_console_reply_fields)
+{
+    /* the scrollback at max and max + 1, the version at max and max + 1 */
+    struct lp_out o = {0};
+    struct lp_console_reply r = sample_creply(0), got;
+    r.scrollback = rep('x', LP_MAX_SCROLLBACK);
+    ASSERT_EQ(lp_encode_console_reply(&o, &r), 0);
+    ASSERT_EQ(lp_decode_console_reply(o.p, o.n, &got, NULL), 0);
+    ASSERT_EQ(got.scrollback.n, LP_MAX_SCROLLBACK);
+    lp_out_reset(&o);
+    r.scrollback = rep('x', LP_MAX_SCROLLBACK + 1);
+    ASSERT_EQ(lp_encode_console_reply(&o, &r), -1);
+    ASSERT_EQ(o.n, 0);
+    ASSERT_EQ(model_with("console reply", "scrollback", enc_bin(rep('x', LP_MAX_SCROLLBACK))), 0);
+    ASSERT_EQ(model_with("console reply", "scrollback", enc_bin(rep('x', LP_MAX_SCROLLBACK + 1))), -1);
+    ASSERT_EQ(model_with("console reply", "scrollback", enc_str(S("text"))), -1); /* bin only */
+    ASSERT_EQ(model_with("console reply", "version", enc_str(rep('1', LP_MAX_CONSOLE_VERSION))), 0);
+    ASSERT_EQ(model_with("console reply", "version", enc_str(rep('1', LP_MAX_CONSOLE_VERSION + 1))), -1);
+    ASSERT_EQ(model_with("console reply", "version", enc_str(S(""))), -1);
+    r = sample_creply(0);
+    r.version = rep('1', LP_MAX_CONSOLE_VERSION + 1);
+    ASSERT_EQ(lp_encode_console_reply(&o, &r), -1);
+    /* statuses; a non-ok reply ignores (and never encodes) scrollback and version */
+    ASSERT_EQ(model_with_hex("console reply", "st", "a4 676f6e65"), 0);
+    ASSERT_EQ(model_with_hex("console reply", "st", "a4 66756c6c"), 0);
+    ASSERT_EQ(model_with_hex("console reply", "st", "a5 6572726f72"), -1);
+    r = sample_creply(0);
+    r.st = LP_CST_GONE;
+    ASSERT_EQ(lp_encode_console_reply(&o, &r), 0);
+    ASSERT_EQ(lp_decode_console_reply(o.p, o.n, &got, NULL), 0);
+    ASSERT_EQ(got.st, LP_CST_GONE);
+    ASSERT(!got.has_scrollback && got.version.n == 0);
+    lp_out_reset(&o);
+    r.st = (enum lp_console_status)4;
+    ASSERT_EQ(lp_encode_console_reply(&o, &r), -1);
+    /* the link's plain status replies read as console replies */
+    for (int s = LP_IST_OK; s <= LP_IST_NOT_JOINED; s++) {
+        lp_out_reset(&o);
+        ASSERT_EQ(lp_encode_inbox_status(&o, (enum lp_inbox_status)s), 0);
+        ASSERT_EQ(lp_decode_console_reply(o.p, o.n, &got, NULL), 0);
+        ASSERT_EQ(got.st, s == LP_IST_OK ? LP_CST_OK : s == LP_IST_GONE ? LP_CST_GONE : LP_CST_NOT_JOINED);
+        ASSERT(!got.has_scrollback);
+    }
+    lp_out_free(&o);
+}
+
+TEST(lp_console_out_fields)
+{
+    ASSERT_EQ(model_with("console out", "ev", enc_str(S(""))), -1);
+    ASSERT_EQ(model_with("console out", "ev", enc_str(rep('e', LP_MAX_STR))), 0);
+    ASSERT_EQ(model_with("console out", "ev", enc_str(rep('e', LP_MAX_STR + 1))), -1);
+    struct lp_out o = {0};
+    struct lp_console_out m = sample_cout(0);
+    m.payload = (struct lp_span){(const uint8_t *)"\x01\x02", 2}; /* two objects */
+    ASSERT_EQ(lp_encode_console_out(&o, &m), -1);
+    m.payload = nested(LP_MAX_DEPTH + 1);
+    ASSERT_EQ(lp_encode_console_out(&o, &m), -1);
+    m = sample_cout(0);
+    m.event = S("");
+    ASSERT_EQ(lp_encode_console_out(&o, &m), -1);
+    ASSERT_EQ(o.n, 0);
+    /* a message of exactly LP_MAX_MESSAGE bytes (12 bytes of keys, a bin32 header), then one more */
+    m = sample_cout(0);
+    struct lp_out big = {0};
+    big.cap = SIZE_MAX;
+    lp_mp_bin(&big, rep('x', LP_MAX_MESSAGE - 17).p, LP_MAX_MESSAGE - 17);
+    m.payload = (struct lp_span){big.p, big.n};
+    ASSERT_EQ(lp_encode_console_out(&o, &m), 0);
+    ASSERT_EQ(o.n, LP_MAX_MESSAGE);
+    lp_out_reset(&o);
+    lp_out_reset(&big);
+    lp_mp_bin(&big, rep('x', LP_MAX_MESSAGE - 16).p, LP_MAX_MESSAGE - 16);
+    m.payload = (struct lp_span){big.p, big.n};
+    ASSERT_EQ(lp_encode_console_out(&o, &m), -1);
+    lp_out_free(&big);
+    lp_out_free(&o);
 }

@@ -157,6 +157,8 @@ export class Gateway {
     args.push('--device-ca', certPath(o.deviceCa ?? 'device-cas.pem'));
     if (o.ticketKey) args.push('--ticket-key-file', certPath('ticket.key'));
     args.push('--log-level', o.logLevel ?? process.env.NHGW_TEST_LOG_LEVEL ?? 'debug');
+    // a free admin port per gateway (several run at once); tests may override it in o.args
+    args.push('--admin-listen', `${HOST}:0`);
     args.push(...(o.args ?? []));
     this.args = args;
 
