@@ -1243,6 +1243,10 @@ void link_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *
     } else {
         if (c->req.dev.n)
             span_cpy(c->dev, sizeof(c->dev), c->req.dev);
+        /* published calls need no answer: they succeed unless their handler says otherwise (a
+         * replayed disconnect that asks for a reply then gets "ok", LINK.md §4.3) */
+        if (c->kind == LP_DISCONNECT || c->kind == LP_HEARTBEAT)
+            c->rep.st = LP_ST_OK;
         handle(c);
         if (c->failed)
             fail(c, "platform reply too large");
