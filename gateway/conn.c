@@ -488,7 +488,7 @@ static void read_upgrade(struct conn *c)
         handle_upgrade(c, &req);
         return;
     }
-    if (c->state == CONN_UPGRADE && SSL_pending(c->ssl))
+    if (c->state == CONN_UPGRADE && tls_read_pending(c->ssl))
         event_active(&c->ev, EV_READ, 0);
 }
 

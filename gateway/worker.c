@@ -135,8 +135,6 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         }
         w->tokens -= 1.0;
         w->stats.accepted++;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         char peer[48];
         lsn_format(&sa, peer, sizeof(peer));
         conn_new(w, fd, peer);
