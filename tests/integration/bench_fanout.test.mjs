@@ -6,7 +6,6 @@
 // Here we assert completeness — every device got exactly one update per round, nothing else —
 // not timings. The negative case checks that nhbench reports devices that never got their update.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,29 +13,9 @@ import { after, before, describe } from 'node:test';
 import { REPO, certPath } from './lib/certs.mjs';
 import { gwTest, startGateway } from './lib/gateway.mjs';
 import { startNats, startPlatform, startRedis } from './lib/stack.mjs';
+import { NHBENCH_BIN, RUN_TIMEOUT_MS, runNhbench } from './lib/nhbench.mjs';
 
-const NHBENCH_BIN = process.env.NHBENCH_BIN || join(REPO, 'build', 'nhbench');
 const SESSIONS = 200;
-const RUN_TIMEOUT_MS = 120000;
-
-function runNhbench(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(NHBENCH_BIN, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), RUN_TIMEOUT_MS);
-    p.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    p.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 describe('nhbench fanout through the NATS link and the reference platform', () => {
   let nats, redis, platform, other, gw, dir;

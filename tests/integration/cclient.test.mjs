@@ -6,37 +6,15 @@
 // only, TLS 1.3).
 // Here we only assert its exit status and its JSON result; the checks themselves live in C.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { REPO, certPath } from './lib/certs.mjs';
 import { startGateway } from './lib/gateway.mjs';
+import { NHBENCH_BIN, RUN_TIMEOUT_MS, runNhbench } from './lib/nhbench.mjs';
 
-const NHBENCH_BIN = process.env.NHBENCH_BIN || join(REPO, 'build', 'nhbench');
 const SESSIONS = 200;
-const RUN_TIMEOUT_MS = 120000;
-
-/** Run nhbench; resolves {code, signal, stdout, stderr}. Killed after RUN_TIMEOUT_MS. */
-function runNhbench(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(NHBENCH_BIN, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), RUN_TIMEOUT_MS);
-    p.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    p.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 async function smoke(gw, extra = []) {
   const dir = mkdtempSync(join(tmpdir(), 'nhbench-it-'));

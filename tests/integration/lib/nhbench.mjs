@@ -1,0 +1,27 @@
+// Runs the project's own C client and load generator (build/nhbench) for tests.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO } from './certs.mjs';
+
+export const NHBENCH_BIN = process.env.NHBENCH_BIN || join(REPO, 'build', 'nhbench');
+export const RUN_TIMEOUT_MS = 120000;
+
+/** Run nhbench; resolves {code, signal, stdout, stderr}. Killed after RUN_TIMEOUT_MS. */
+export function runNhbench(args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(NHBENCH_BIN, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), RUN_TIMEOUT_MS);
+    p.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    p.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
