@@ -73,7 +73,11 @@ describe('end to end: devices, gateways, platform, registry, nhctl', () => {
     try {
       const j = await c.join('device', DEVICE_JOIN);
       assert.equal(j.status, 'ok', JSON.stringify(j.response));
-      const entry = await waitFor(() => registry('device-10'), 5000, 'registry entry');
+      // the firmware uuid is written after the join reply went out: wait for it
+      const entry = await waitFor(async () => {
+        const e = await registry('device-10');
+        return e?.fw ? e : null;
+      }, 5000, 'registry entry with the firmware uuid');
       assert.equal(entry.gw, 'gw-a');
       assert.equal(entry.w, '0');
       assert.match(entry.cref, /^\d+$/);
