@@ -95,6 +95,17 @@ struct link_sink {
 
 struct link;
 
+/* The fingerprint as the platform keys devices by it: 40 uppercase hex characters and a NUL. */
+static inline void link_fingerprint_hex(const uint8_t fp[20], char out[41])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (int i = 0; i < 20; i++) {
+        out[2 * i] = hex[fp[i] >> 4];
+        out[2 * i + 1] = hex[fp[i] & 15];
+    }
+    out[40] = 0;
+}
+
 struct link_ops {
     const char *name;
     /* authenticate the device and record the connection (LINK.md auth + connect) */
@@ -129,14 +140,9 @@ struct link {
 
 /* The in-process default policy: a device is accepted when its certificate chained to a
  * configured CA (the TLS layer checked that); shared secrets are refused; joins reply {} with no
- * effects; device events are counted and dropped. For standalone use and measuring the gateway. */
+ * effects; device events are dropped (the worker's counters count them). For standalone use and
+ * measuring the gateway. */
 struct link *link_local_new(void);
-
-/* Counters of the in-process link, for tests and metrics. */
-struct link_local_stats {
-    uint64_t auths, refusals, connects, disconnects, joins, messages, notifies;
-};
-const struct link_local_stats *link_local_stats(const struct link *l);
 
 /* The NATS link (proto/LINK.md), one per worker. */
 struct link *link_nats_new(struct event_base *base, const struct cfg *cfg, unsigned worker);

@@ -3,35 +3,22 @@
 
 #include <stdlib.h>
 
-struct link_local {
-    struct link base;
-    struct link_local_stats stats;
-};
-
 static const uint8_t empty_map[] = { 0x80 };
 
 static void local_auth(struct link *l, const struct link_auth *a, link_done_cb cb, void *arg)
 {
-    struct link_local *ll = (struct link_local *)l;
+    (void)l;
     struct link_reply r = { 0 };
-    ll->stats.auths++;
     if (!a->has_cert) {
-        ll->stats.refusals++;
         r.status = LINK_REFUSED;
         cb(arg, &r);
         return;
     }
     /* NervesHub keys devices by the certificate; the CN is the identifier devices are known by */
-    static const char hex[] = "0123456789ABCDEF";
     char fp[41];
-    for (int i = 0; i < 20; i++) {
-        fp[2 * i] = hex[a->fingerprint[i] >> 4];
-        fp[2 * i + 1] = hex[a->fingerprint[i] & 15];
-    }
-    fp[40] = 0;
+    link_fingerprint_hex(a->fingerprint, fp);
     r.status = LINK_OK;
     r.device_id = a->cn.len ? a->cn : (struct span){ fp, 40 };
-    ll->stats.connects++;
     cb(arg, &r);
 }
 
@@ -39,46 +26,43 @@ static void local_disconnect(struct link *l, const struct link_dev *d, const cha
 {
     (void)d;
     (void)reason;
-    ((struct link_local *)l)->stats.disconnects++;
+    (void)l;
 }
 
 static void local_join(struct link *l, const struct link_dev *d, struct span topic, struct span payload,
                        link_done_cb cb, void *arg)
 {
+    (void)l;
     (void)d;
     (void)topic;
     (void)payload;
-    struct link_local *ll = (struct link_local *)l;
     struct link_reply r = { .status = LINK_OK, .response = { (const char *)empty_map, 1 } };
-    ll->stats.joins++;
     cb(arg, &r);
 }
 
 static void local_message(struct link *l, const struct link_dev *d, struct span topic, struct span session,
                           struct span event, struct span payload, link_done_cb cb, void *arg)
 {
+    (void)l;
     (void)d;
     (void)topic;
     (void)session;
     (void)event;
     (void)payload;
-    struct link_local *ll = (struct link_local *)l;
     struct link_reply r = { .status = LINK_OK };
-    ll->stats.messages++;
     cb(arg, &r);
 }
 
 static void local_notify(struct link *l, const struct link_dev *d, struct span topic, struct span session,
                          struct span message, struct span from, link_done_cb cb, void *arg)
 {
+    (void)l;
     (void)d;
     (void)topic;
     (void)session;
     (void)message;
     (void)from;
-    struct link_local *ll = (struct link_local *)l;
     struct link_reply r = { .status = LINK_OK };
-    ll->stats.notifies++;
     cb(arg, &r);
 }
 
@@ -141,12 +125,7 @@ static const struct link_ops local_ops = {
 
 struct link *link_local_new(void)
 {
-    struct link_local *ll = xcalloc(1, sizeof(*ll));
-    ll->base.ops = &local_ops;
-    return &ll->base;
-}
-
-const struct link_local_stats *link_local_stats(const struct link *l)
-{
-    return &((const struct link_local *)l)->stats;
+    struct link *l = xcalloc(1, sizeof(*l));
+    l->ops = &local_ops;
+    return l;
 }

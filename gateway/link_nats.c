@@ -72,11 +72,6 @@ struct link_nats {
     char subject[LP_CALL_COUNT][128];
     char inbox[160];
     char topic_prefix[64];
-    struct link_nats_stats {
-        uint64_t calls[LP_CALL_COUNT], ok[LP_CALL_COUNT], refused[LP_CALL_COUNT], failed[LP_CALL_COUNT];
-        uint64_t retries, invalid_replies, invalid_inbox, deferred, disconnects_queued, disconnects_dropped,
-            heartbeats, heartbeats_dropped;
-    } stats;
 };
 
 static struct lp_span lps(struct span s)
@@ -127,12 +122,6 @@ static void finish(struct lcall *lc, const struct link_reply *r)
     stats_w->calls[lc->call][res]++;
     stats_hist_add(&stats_w->call_dur[lc->call], stats_now_us() - lc->t0_us);
     stats_w->calls_in_flight--;
-    if (r->status == LINK_OK)
-        ln->stats.ok[lc->call]++;
-    else if (r->status == LINK_REFUSED)
-        ln->stats.refused[lc->call]++;
-    else
-        ln->stats.failed[lc->call]++;
     release_slot(ln, lc);
     /* r may point into lc (auth's device id and info) */
     lc->cb(lc->arg, r);
@@ -250,7 +239,6 @@ static void continue_with_connect(struct lcall *lc, const struct lp_reply *lr)
     lc->attempts = 0;
     lc->n = ln->out.n;
     memcpy(lc->data, ln->out.p, ln->out.n);
-    ln->stats.calls[LP_CONNECT]++;
     send_call(lc);
 }
 
@@ -261,7 +249,6 @@ static void on_reply(void *arg, enum natsc_result res, struct span data)
     if (res == NATSC_NO_RESPONDERS || res == NATSC_DOWN) {
         /* transport failures: the platform did not run the call, so one retry is safe */
         if (lc->attempts < 2) {
-            ln->stats.retries++;
             send_call(lc);
             return;
         }
@@ -278,7 +265,6 @@ static void on_reply(void *arg, enum natsc_result res, struct span data)
     struct lp_reply lr;
     const char *err = NULL;
     if (lp_decode_reply(lc->call, (const uint8_t *)data.p, data.len, &lr, &err) != 0) {
-        ln->stats.invalid_replies++;
         lc->result = ST_RES_INVALID;
         LOG(LOG_WARN, "platform_reply_invalid", "call=%s error=\"%s\"", lp_call_name(lc->call), err ? err : "");
         fail_call(lc, "invalid reply");
@@ -286,7 +272,6 @@ static void on_reply(void *arg, enum natsc_result res, struct span data)
     }
     if (lr.st == LP_ST_OK && lc->call == LP_AUTH) {
         if (!lp_valid_dev(lr.dev) || !lr.has_session) {
-            ln->stats.invalid_replies++;
             lc->result = ST_RES_INVALID;
             fail_call(lc, "auth reply without a valid device id");
             return;
@@ -326,7 +311,6 @@ static void send_call(struct lcall *lc)
 static void start_call(struct link_nats *ln, enum lp_call call, link_done_cb cb, void *arg, const char *peer,
                        uint64_t cref)
 {
-    ln->stats.calls[call]++;
     struct lcall *lc = calloc(1, sizeof(*lc) + ln->out.n);
     if (!lc || (peer && !(lc->peer = strdup(peer)))) {
         stats_w->calls[call][ST_RES_UNAVAILABLE]++;
@@ -349,7 +333,6 @@ static void start_call(struct link_nats *ln, enum lp_call call, link_done_cb cb,
             fail_call(lc, "too many platform calls in flight");
             return;
         }
-        ln->stats.deferred++;
         if (ln->deferred_tail)
             ln->deferred_tail->next = lc;
         else
@@ -391,12 +374,7 @@ static void nats_auth(struct link *l, const struct link_auth *a, link_done_cb cb
     rq.peer = lps(a->peer);
     char fp[41];
     if (a->has_cert) {
-        static const char hex[] = "0123456789ABCDEF";
-        for (int i = 0; i < 20; i++) {
-            fp[2 * i] = hex[a->fingerprint[i] >> 4];
-            fp[2 * i + 1] = hex[a->fingerprint[i] & 15];
-        }
-        fp[40] = 0;
+        link_fingerprint_hex(a->fingerprint, fp);
         rq.has_cert = true;
         rq.fp = (struct lp_span){ (const uint8_t *)fp, 40 };
         rq.der = lps(a->der);
@@ -480,7 +458,6 @@ static void nats_disconnect(struct link *l, const struct link_dev *d, const char
     lp_out_reset(&ln->out);
     if (lp_encode_request(&ln->out, &rq) != 0)
         return;
-    ln->stats.calls[LP_DISCONNECT]++;
     flush_disconnects(ln);
     if (!ln->dq_head && natsc_publish(ln->nc, ln->subject[LP_DISCONNECT], ln->out.p, ln->out.n, NULL) == 0) {
         stats_w->calls[LP_DISCONNECT][ST_RES_OK]++;
@@ -489,10 +466,8 @@ static void nats_disconnect(struct link *l, const struct link_dev *d, const char
     stats_w->calls[LP_DISCONNECT][ST_RES_UNAVAILABLE]++;
     /* NATS is down: keep it for later, bounded; the platform's stale sweep covers the rest */
     struct queued_pub *q = ln->dq_len < DISCONNECT_QUEUE_MAX ? malloc(sizeof(*q) + ln->out.n) : NULL;
-    if (!q) {
-        ln->stats.disconnects_dropped++;
+    if (!q)
         return;
-    }
     q->next = NULL;
     q->n = ln->out.n;
     memcpy(q->data, ln->out.p, ln->out.n);
@@ -502,7 +477,6 @@ static void nats_disconnect(struct link *l, const struct link_dev *d, const char
         ln->dq_head = q;
     ln->dq_tail = q;
     ln->dq_len++;
-    ln->stats.disconnects_queued++;
 }
 
 static void nats_join(struct link *l, const struct link_dev *d, struct span topic, struct span payload,
@@ -573,10 +547,8 @@ static void nats_heartbeat(struct link *l, const struct link_dev *devs, size_t n
         lp_out_reset(&ln->out);
         if (lp_encode_request(&ln->out, &rq) == 0 &&
             natsc_publish(ln->nc, ln->subject[LP_HEARTBEAT], ln->out.p, ln->out.n, NULL) == 0) {
-            ln->stats.heartbeats += k;
             stats_w->calls[LP_HEARTBEAT][ST_RES_OK]++;
         } else {
-            ln->stats.heartbeats_dropped += k;
             stats_w->calls[LP_HEARTBEAT][ST_RES_UNAVAILABLE]++;
         }
         devs += k;
@@ -591,7 +563,6 @@ static void on_topic_msg(void *arg, const struct natsc_msg *m)
     struct lp_topic_msg tm;
     const char *err = NULL;
     if (lp_decode_topic_msg((const uint8_t *)m->data.p, m->data.len, &tm, &err) != 0) {
-        ln->stats.invalid_inbox++;
         LOG(LOG_WARN, "topic_message_invalid", "topic=%s error=\"%s\"", fs->name, err ? err : "");
         return;
     }
@@ -660,7 +631,6 @@ static void on_inbox_msg(void *arg, const struct natsc_msg *m)
     struct lp_inbox in;
     const char *err = NULL;
     if (lp_decode_inbox((const uint8_t *)m->data.p, m->data.len, &in, &err) != 0) {
-        ln->stats.invalid_inbox++;
         LOG(LOG_WARN, "inbox_message_invalid", "error=\"%s\"", err ? err : "");
         return;
     }

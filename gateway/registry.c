@@ -267,7 +267,9 @@ static bool send_op(struct reg *r, struct reg_entry *e, uint8_t op)
     return true;
 }
 
-static void send_release(struct reg *r, struct reg_entry *e)
+/* release and setfw: scripts that act on the caller's own entry only (gw and cref must match),
+ * fire and forget. */
+static void send_own_entry_script(struct reg *r, struct reg_entry *e, int script)
 {
     char key[LPR_KEY_MAX], cref[24];
     const char *argv[8];
@@ -278,32 +280,19 @@ static void send_release(struct reg *r, struct reg_entry *e)
         return;
     snprintf(cref, sizeof(cref), "%" PRIu64, e->cref);
     ARGS("EVALSHA");
-    ARGS(r->sha[LPR_RELEASE]);
-    ARGS("2");
-    ARG(key, klen);
-    ARGS(r->devs_key);
+    ARGS(r->sha[script]);
+    if (script == LPR_RELEASE) {
+        ARGS("2");
+        ARG(key, klen);
+        ARGS(r->devs_key);
+    } else {
+        ARGS("1");
+        ARG(key, klen);
+    }
     ARG(r->gw, r->gw_len);
     ARGS(cref);
-    send_cmd(r, on_plain_reply, argc, argv, len, NULL);
-}
-
-static void send_setfw(struct reg *r, struct reg_entry *e)
-{
-    char key[LPR_KEY_MAX], cref[24];
-    const char *argv[7];
-    size_t len[7];
-    int argc = 0;
-    size_t klen = lpr_key_dev(key, sizeof(key), r->prefix, r->prefix_len, e->dev.p, e->dev.len);
-    if (!klen)
-        return;
-    snprintf(cref, sizeof(cref), "%" PRIu64, e->cref);
-    ARGS("EVALSHA");
-    ARGS(r->sha[LPR_SETFW]);
-    ARGS("1");
-    ARG(key, klen);
-    ARG(r->gw, r->gw_len);
-    ARGS(cref);
-    ARG(e->fw.len ? e->fw.p : "", e->fw.len);
+    if (script == LPR_SETFW)
+        ARG(e->fw.len ? e->fw.p : "", e->fw.len);
     send_cmd(r, on_plain_reply, argc, argv, len, NULL);
 }
 
@@ -793,7 +782,7 @@ void reg_set_fw(struct reg *r, struct reg_entry *e, struct span fw)
     /* DIRTY and NOTIFY entries get it with their resync; INFLIGHT ones are answered before this
      * command runs (one connection, in order) */
     if ((e->state == S_LIVE || e->state == S_INFLIGHT) && r->ac)
-        send_setfw(r, e);
+        send_own_entry_script(r, e, LPR_SETFW);
 }
 
 void reg_release(struct reg *r, struct reg_entry *e)
@@ -808,7 +797,7 @@ void reg_release(struct reg *r, struct reg_entry *e)
     r->st.live--;
     /* Queued behind a claim still in flight, so it deletes what that claim wrote. */
     if (write && r->ac)
-        send_release(r, e);
+        send_own_entry_script(r, e, LPR_RELEASE);
 }
 
 void reg_set_conflict_cb(struct reg *r, reg_conflict_cb cb, void *arg)

@@ -548,9 +548,9 @@ static json_t *deployment_delete(json_t *b)
 
 /* ---- device-directed messages ---- */
 
-static json_t *send_to_device(const char *id, struct lp_inbox *m, bool *delivered)
+/* NULL when the device record exists; otherwise the error reply (not_found, or Redis down). */
+static json_t *require_device(const char *id)
 {
-    *delivered = false;
     char k[PF_KEY_MAX];
     redisReply *r = store_cmd("EXISTS %s", pf_key(k, "dev:%s", id));
     if (!store_ok(r)) {
@@ -559,8 +559,15 @@ static json_t *send_to_device(const char *id, struct lp_inbox *m, bool *delivere
     }
     bool exists = r->integer == 1;
     freeReplyObject(r);
-    if (!exists)
-        return api_error("not_found", "unknown device %s", id);
+    return exists ? NULL : api_error("not_found", "unknown device %s", id);
+}
+
+static json_t *send_to_device(const char *id, struct lp_inbox *m, bool *delivered)
+{
+    *delivered = false;
+    json_t *missing = require_device(id);
+    if (missing)
+        return missing;
     struct pf_reg e;
     int found = pf_reg_lookup(id, &e);
     if (found < 0)
@@ -693,18 +700,12 @@ static json_t *device_key_create(json_t *b)
     if (!id)
         return err;
     char key[48] = "nhd_", secret[44], k[PF_KEY_MAX];
-    redisReply *r = store_cmd("EXISTS %s", pf_key(k, "dev:%s", id));
-    if (!store_ok(r)) {
-        freeReplyObject(r);
-        return store_down();
-    }
-    bool exists = r->integer == 1;
-    freeReplyObject(r);
-    if (!exists)
-        return api_error("not_found", "unknown device %s", id);
+    json_t *missing = require_device(id);
+    if (missing)
+        return missing;
     random_b64(key + 4);
     random_b64(secret);
-    r = store_cmd("HSET %s secret %s dev %s created_at %lld", pf_key(k, "dkey:%s", key), secret, id,
+    redisReply *r = store_cmd("HSET %s secret %s dev %s created_at %lld", pf_key(k, "dkey:%s", key), secret, id,
                   (long long)pf_now_ms());
     bool ok = store_ok(r);
     freeReplyObject(r);

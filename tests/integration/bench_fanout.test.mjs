@@ -10,10 +10,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
-import { REPO, certPath } from './lib/certs.mjs';
+
 import { gwTest, startGateway } from './lib/gateway.mjs';
 import { startNats, startPlatform, startRedis } from './lib/stack.mjs';
-import { NHBENCH_BIN, RUN_TIMEOUT_MS, runNhbench } from './lib/nhbench.mjs';
+import { NHBENCH_BIN, RUN_TIMEOUT_MS, explainRun, pkiArgs, runNhbench } from './lib/nhbench.mjs';
 
 const SESSIONS = 200;
 
@@ -53,16 +53,13 @@ describe('nhbench fanout through the NATS link and the reference platform', () =
       '--vsn', 'mix',
       '--deflate', 'mix',
       '--nats', nats.url,
-      '--ca-cert', certPath('device-ca.pem'),
-      '--ca-key', certPath('device-ca.key'),
-      '--server-ca', certPath('server-ca.pem'),
-      '--pool-dir', join(REPO, 'build', 'bench-pool'),
+      ...pkiArgs(),
       '--json', json,
       '--quiet',
       ...extra,
     ];
     const r = await runNhbench(args);
-    const explain = `nhbench ${args.join(' ')}\nexit ${r.code} ${r.signal ?? ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+    const explain = explainRun(args, r);
     assert.ok(existsSync(json), `no JSON result\n${explain}`);
     return { r, res: JSON.parse(readFileSync(json, 'utf8')), explain };
   };

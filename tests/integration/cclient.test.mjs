@@ -10,9 +10,9 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { REPO, certPath } from './lib/certs.mjs';
+
 import { startGateway } from './lib/gateway.mjs';
-import { NHBENCH_BIN, RUN_TIMEOUT_MS, runNhbench } from './lib/nhbench.mjs';
+import { NHBENCH_BIN, RUN_TIMEOUT_MS, explainRun, pkiArgs, runNhbench } from './lib/nhbench.mjs';
 
 const SESSIONS = 200;
 
@@ -24,16 +24,13 @@ async function smoke(gw, extra = []) {
     '--target', `${gw.host}:${gw.port}`,
     '--gateway-pid', String(gw.proc.pid),
     '--sessions', String(SESSIONS),
-    '--ca-cert', certPath('device-ca.pem'),
-    '--ca-key', certPath('device-ca.key'),
-    '--server-ca', certPath('server-ca.pem'),
-    '--pool-dir', join(REPO, 'build', 'bench-pool'),
+    ...pkiArgs(),
     '--json', json,
     '--quiet',
     ...extra,
   ];
   const r = await runNhbench(args);
-  const explain = `nhbench ${args.join(' ')}\nexit ${r.code} ${r.signal ?? ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+  const explain = explainRun(args, r);
   return { r, json, explain };
 }
 
