@@ -419,3 +419,85 @@ describe('NATS link with a scripted platform', () => {
     }
   });
 });
+
+// Per-channel limits on what the platform may ask for, each at its maximum and one beyond:
+// --max-follows, --max-timers (one more cancels the oldest), --max-queued-notifies (beyond it
+// self-messages are dropped and counted).
+describe('NATS link: per-channel limits on platform effects', () => {
+  let nats, gw, plat;
+  const it = gwTest(() => gw);
+
+  before(async () => {
+    nats = await startNats();
+    plat = await new FakePlatform(nats.url).start();
+    gw = await startGateway({
+      args: ['--link', 'nats', '--nats-url', nats.url, '--gateway-id', 'gw-limits',
+        '--max-follows', '2', '--max-timers', '2', '--max-queued-notifies', '2'],
+    });
+    await gw.waitForLog(/event=nats_connected/, 10000);
+  });
+  after(async () => {
+    await gw?.stop();
+    await plat?.stop();
+    await nats?.stop();
+  });
+
+  it('follows: two topics are followed, a third is refused', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-6' });
+    try {
+      plat.handlers.join = () => ({
+        v: 1, st: 'ok', r: {}, s: bin('d'),
+        fx: [['subscribe', 'lim:a'], ['subscribe', 'lim:b'], ['subscribe', 'lim:c']],
+      });
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      await gw.waitForLog(/event=follow_limit .*topic=lim:c/, 3000);
+      await sleep(200);
+      for (const t of ['a', 'b', 'c']) await plat.send(`nh.topic.lim:${t}`, { v: 1, k: 'push', ev: `on-${t}`, p: {} });
+      assert.ok(await c.waitMessage((m) => m.event === 'on-a'));
+      assert.ok(await c.waitMessage((m) => m.event === 'on-b'));
+      await sleep(300);
+      assert.equal(c.messages.filter((m) => m.event === 'on-c').length, 0);
+    } finally {
+      delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+
+  it('timers: two are filed; a third cancels the oldest', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-7' });
+    try {
+      plat.handlers.join = () => ({
+        v: 1, st: 'ok', r: {}, s: bin('d'),
+        fx: [['send_after', bin('k1'), bin('t1'), 200], ['send_after', bin('k2'), bin('t2'), 200],
+          ['send_after', bin('k3'), bin('t3'), 200]],
+      });
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      await plat.waitCall('notify', (r) => r.dev === 'device-7' && str(r.msg) === 't2');
+      await plat.waitCall('notify', (r) => r.dev === 'device-7' && str(r.msg) === 't3');
+      await sleep(300);
+      assert.equal(plat.of('notify').filter((x) => x.req.dev === 'device-7' && str(x.req.msg) === 't1').length, 0);
+    } finally {
+      delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+
+  it('queued notifies: two wait behind the call; a third is dropped', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-8' });
+    try {
+      plat.handlers.join = () => ({
+        v: 1, st: 'ok', r: {}, s: bin('d'),
+        fx: [['send_self', bin('q1')], ['send_self', bin('q2')], ['send_self', bin('q3')]],
+      });
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      await plat.waitCall('notify', (r) => r.dev === 'device-8' && str(r.msg) === 'q2');
+      await gw.waitForLog(/event=notify_dropped .*queued=2/, 3000);
+      await sleep(300);
+      const got = plat.of('notify').filter((x) => x.req.dev === 'device-8').map((x) => str(x.req.msg));
+      assert.deepEqual(got, ['q1', 'q2']);
+    } finally {
+      delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+});
