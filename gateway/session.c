@@ -240,34 +240,35 @@ static struct follow *follow_find(struct chan *ch, struct span topic)
     return NULL;
 }
 
-static void follow_add(struct conn *c, int t, struct span topic)
+/* 0 when the channel follows the topic (already did, or now), -1 when it could not. */
+static int follow_add(struct conn *c, int t, struct span topic)
 {
     struct worker *w = c->w;
     struct chan *ch = &c->sess->ch[t];
     if (!lp_valid_topic((struct lp_span){ (const uint8_t *)topic.p, topic.len })) {
         LOG(LOG_WARN, "effect_invalid", "conn=%llu device=%s effect=subscribe", (unsigned long long)c->id,
             c->sess->device_id);
-        return;
+        return -1;
     }
     if (follow_find(ch, topic))
-        return;
+        return 0;
     if (ch->n_follows >= w->cfg->max_follows) {
         LOG(LOG_WARN, "follow_limit", "conn=%llu device=%s topic=%.*s", (unsigned long long)c->id,
             c->sess->device_id, (int)topic.len, topic.p);
-        return;
+        return -1;
     }
     struct rtopic *rt = (struct rtopic *)rmap_get(&w->topics, topic.p, topic.len);
     if (!rt) {
         rt = calloc(1, sizeof(*rt) + topic.len + 1);
         if (!rt)
-            return;
+            return -1;
         memcpy(rt->name, topic.p, topic.len);
         rt->node.key = rt->name;
         rt->node.len = topic.len;
         if (w->link->ops->follow(w->link, rt->name) != 0 || rmap_put(&w->topics, &rt->node) != 0) {
             LOG(LOG_WARN, "follow_failed", "topic=%s", rt->name);
             free(rt);
-            return;
+            return -1;
         }
     }
     struct follow *f = calloc(1, sizeof(*f));
@@ -277,7 +278,7 @@ static void follow_add(struct conn *c, int t, struct span topic)
             rmap_del(&w->topics, &rt->node);
             free(rt);
         }
-        return;
+        return -1;
     }
     f->t = rt;
     f->c = c;
@@ -290,6 +291,7 @@ static void follow_add(struct conn *c, int t, struct span topic)
     f->cnext = ch->follows;
     ch->follows = f;
     ch->n_follows++;
+    return 0;
 }
 
 /* ---- timers ---- */
@@ -904,9 +906,43 @@ static struct sess *find_dev(struct worker *w, struct lp_span dev)
     return n ? (struct sess *)((char *)n - offsetof(struct sess, node)) : NULL;
 }
 
+/* Inbox `topics` (LINK.md §6.1): each entry moves one connection's channel between shared topics
+ * as a reply's unsubscribe/subscribe effects would, with no platform call. Entries for devices
+ * this worker does not hold (gone, another cref, channel not joined) are skipped; the reply
+ * counts the applied ones. */
+static int inbox_topics(struct worker *w, const struct lp_inbox *m, struct lp_out *reply)
+{
+    int t = topic_index((struct span){ (const char *)m->topic.p, m->topic.n });
+    struct lp_iter it = m->moves_iter;
+    struct lp_move mv;
+    uint32_t applied = 0;
+    while (t >= 0 && lp_move_next(&it, &mv)) {
+        struct sess *s = find_dev(w, mv.dev);
+        if (!s || mv.cref != s->c->id || !conn_is_open(s->c) || !s->ch[t].join_ref)
+            continue;
+        struct chan *ch = &s->ch[t];
+        if (mv.unsub.n) {
+            struct follow *f = follow_find(ch, (struct span){ (const char *)mv.unsub.p, mv.unsub.n });
+            if (f)
+                follow_remove(s->c, ch, f);
+        }
+        if (mv.sub.n && follow_add(s->c, t, (struct span){ (const char *)mv.sub.p, mv.sub.n }) != 0)
+            continue;
+        applied++;
+    }
+    if (applied < m->n_moves)
+        LOG(LOG_DEBUG, "inbox_topics_skipped", "entries=%zu applied=%u", m->n_moves, (unsigned)applied);
+    lp_encode_topics_reply(reply, applied);
+    return LP_IST_OK;
+}
+
 static int on_inbox(void *arg, const struct lp_inbox *m, struct lp_out *reply)
 {
     struct worker *w = arg;
+    if (m->kind == LP_IN_TOPICS) {
+        w->stats.inbox_in++;
+        return inbox_topics(w, m, reply);
+    }
     struct sess *s = find_dev(w, m->dev);
     if (!s || (m->has_cref && m->cref != s->c->id) || !conn_is_open(s->c))
         return LP_IST_GONE;
@@ -937,6 +973,8 @@ static int on_inbox(void *arg, const struct lp_inbox *m, struct lp_out *reply)
         if (!s->ch[T_CONSOLE].join_ref || !s->console)
             return LP_IST_NOT_JOINED;
         return console_inbox(w, s->device_id, s->console, m, reply);
+    case LP_IN_TOPICS:
+        break;
     }
     return LP_IST_GONE;
 }

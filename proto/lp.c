@@ -509,7 +509,8 @@ int lp_mp_map_get(struct lp_span map, const char *key, struct lp_span *value)
     X(SB, "sb")                                                                                              \
     X(LEASE, "lease_ms")                                                                                     \
     X(SCROLLBACK, "scrollback")                                                                              \
-    X(VERSION, "version")
+    X(VERSION, "version")                                                                                    \
+    X(N, "n")
 
 enum {
 #define X(id, s) K_##id,
@@ -744,6 +745,28 @@ static int hb_read(struct rd *r, struct lp_hb *out)
     return rd_bin(r, LP_MAX_SESSION, &out->session);
 }
 
+/* A topic of a `topics` entry: nil (none) or a valid topic. */
+static int rd_opt_topic(struct rd *r, struct lp_span *out)
+{
+    *out = (struct lp_span){NULL, 0};
+    if (r->p < r->end && *r->p == 0xc0) {
+        r->p++;
+        return 0;
+    }
+    return rd_str(r, 1, LP_MAX_TOPIC, out) || !lp_valid_topic(*out) ? -1 : 0;
+}
+
+static int move_read(struct rd *r, struct lp_move *out)
+{
+    struct mp_tok t;
+    if (mp_next(r, &t) || t.t != MP_ARRAY || t.n != 4)
+        return -1;
+    if (rd_str(r, 1, LP_MAX_ID, &out->dev) || !lp_valid_dev(out->dev) ||
+        rd_uint(r, 0, UINT64_MAX, &out->cref) || rd_opt_topic(r, &out->unsub) || rd_opt_topic(r, &out->sub))
+        return -1;
+    return out->unsub.n || out->sub.n ? 0 : -1; /* an entry that changes nothing is a platform bug */
+}
+
 static const struct {
     const char *name;
     unsigned args;
@@ -854,6 +877,20 @@ int lp_hb_next(struct lp_iter *it, struct lp_hb *out)
     return 1;
 }
 
+int lp_move_next(struct lp_iter *it, struct lp_move *out)
+{
+    if (!it || it->left == 0 || !it->p)
+        return 0;
+    struct rd r = {it->p, it->end};
+    if (move_read(&r, out)) {
+        it->left = 0;
+        return 0;
+    }
+    it->p = r.p;
+    it->left--;
+    return 1;
+}
+
 static int dec_x(struct dec *d, struct lp_iter *it)
 {
     struct lp_span v = d->val[K_X];
@@ -890,6 +927,25 @@ static int dec_hb(struct dec *d, struct lp_iter *it)
     for (uint32_t i = 0; i < n; i++)
         if (hb_read(&r, &hb))
             return dfail(d, "\"devs\": an entry is not [dev, s]");
+    return 0;
+}
+
+static int dec_moves(struct dec *d, struct lp_iter *it, size_t *count)
+{
+    struct rd r;
+    uint32_t n;
+    if (!has(d, K_DEVS))
+        return dfail(d, KEY_MISSING[K_DEVS]);
+    if (open_array(d->val[K_DEVS], &r, &n) || n == 0 || n > LP_MAX_MOVES)
+        return dfail(d, "\"devs\": not an array of 1..LP_MAX_MOVES");
+    it->p = r.p;
+    it->end = r.end;
+    it->left = n;
+    *count = n;
+    struct lp_move mv;
+    for (uint32_t i = 0; i < n; i++)
+        if (move_read(&r, &mv))
+            return dfail(d, "\"devs\": an entry is not [dev, cref, unsub|nil, sub|nil]");
     return 0;
 }
 
@@ -1077,7 +1133,13 @@ static int decode_inbox(const uint8_t *p, size_t n, struct lp_inbox *o, struct d
     struct lp_span k;
     uint64_t u;
     memset(o, 0, sizeof(*o));
-    if (collect(p, n, d) || need_str(d, K_K, 1, 16, &k) || need_dev(d, &o->dev))
+    if (collect(p, n, d) || need_str(d, K_K, 1, 16, &k))
+        return -1;
+    if (span_is(k, "topics")) {
+        o->kind = LP_IN_TOPICS;
+        return need_call_topic(d, &o->topic) || dec_moves(d, &o->moves_iter, &o->n_moves) ? -1 : 0;
+    }
+    if (need_dev(d, &o->dev))
         return -1;
     if (has(d, K_CREF)) {
         if (need_uint(d, K_CREF, 0, UINT64_MAX, &o->cref))
@@ -1126,7 +1188,7 @@ static int decode_inbox(const uint8_t *p, size_t n, struct lp_inbox *o, struct d
         }
         return 0;
     }
-    return dfail(d, "\"k\" is not push, notify, kick, console_attach or console_detach");
+    return dfail(d, "\"k\" is not push, notify, kick, console_attach, console_detach or topics");
 }
 
 int lp_decode_inbox(const uint8_t *p, size_t n, struct lp_inbox *out, const char **err)
@@ -1193,6 +1255,33 @@ int lp_decode_inbox_status(const uint8_t *p, size_t n, enum lp_inbox_status *out
     int rc = decode_inbox_status(p, n, &st, &d);
     if (out && rc == 0)
         *out = st;
+    if (err)
+        *err = rc ? d.err : NULL;
+    return rc;
+}
+
+static int decode_topics_reply(const uint8_t *p, size_t n, uint32_t *applied, struct dec *d)
+{
+    struct lp_span st;
+    uint64_t u;
+    if (collect(p, n, d) || need_str(d, K_ST, 1, 16, &st))
+        return -1;
+    if (!span_is(st, "ok"))
+        return dfail(d, "\"st\" is not ok");
+    if (need_uint(d, K_N, 0, LP_MAX_MOVES, &u))
+        return -1;
+    *applied = (uint32_t)u;
+    return 0;
+}
+
+int lp_decode_topics_reply(const uint8_t *p, size_t n, uint32_t *applied, const char **err)
+{
+    struct dec d;
+    uint32_t a = 0;
+    d.err = NULL;
+    int rc = decode_topics_reply(p, n, &a, &d);
+    if (applied && rc == 0)
+        *applied = a;
     if (err)
         *err = rc ? d.err : NULL;
     return rc;
@@ -1693,17 +1782,54 @@ int lp_encode_reply(struct lp_out *o, enum lp_call call, const struct lp_reply *
     return enc_end(o, start, rc);
 }
 
+static void put_opt_topic(struct lp_out *o, struct lp_span t)
+{
+    if (t.n)
+        lp_mp_str(o, t.p, t.n);
+    else
+        lp_mp_nil(o);
+}
+
+/* {v, k: "topics", topic, devs: [[dev, cref, unsub|nil, sub|nil], ...]}; validity of the entries
+ * is left to the decoder run over the result. */
+static int enc_topics(struct lp_out *o, const struct lp_inbox *m)
+{
+    if (m->n_moves == 0 || m->n_moves > LP_MAX_MOVES || !m->moves)
+        return -1;
+    lp_mp_map(o, 4);
+    put_kuint(o, "v", LP_VERSION);
+    lp_mp_cstr(o, "k");
+    lp_mp_cstr(o, "topics");
+    put_kstr(o, "topic", m->topic);
+    lp_mp_cstr(o, "devs");
+    lp_mp_array(o, (uint32_t)m->n_moves);
+    for (size_t i = 0; i < m->n_moves && !o->failed; i++) {
+        const struct lp_move *mv = &m->moves[i];
+        if (!span_ok(mv->dev) || !span_ok(mv->unsub) || !span_ok(mv->sub))
+            return -1;
+        lp_mp_array(o, 4);
+        lp_mp_str(o, mv->dev.p, mv->dev.n);
+        lp_mp_uint(o, mv->cref);
+        put_opt_topic(o, mv->unsub);
+        put_opt_topic(o, mv->sub);
+    }
+    return 0;
+}
+
 static int enc_inbox(struct lp_out *o, const struct lp_inbox *m)
 {
     static const char *const K[] = {[LP_IN_PUSH] = "push",
                                      [LP_IN_NOTIFY] = "notify",
                                      [LP_IN_KICK] = "kick",
                                      [LP_IN_CONSOLE_ATTACH] = "console_attach",
-                                     [LP_IN_CONSOLE_DETACH] = "console_detach"};
+                                     [LP_IN_CONSOLE_DETACH] = "console_detach",
+                                     [LP_IN_TOPICS] = "topics"};
     uint32_t keys = 3 + (m->has_cref ? 1 : 0);
-    if ((unsigned)m->kind > LP_IN_CONSOLE_DETACH || !span_ok(m->dev) || !span_ok(m->topic) ||
+    if ((unsigned)m->kind > LP_IN_TOPICS || !span_ok(m->dev) || !span_ok(m->topic) ||
         !span_ok(m->event) || !span_ok(m->msg) || !span_ok(m->reason) || !span_ok(m->op))
         return -1;
+    if (m->kind == LP_IN_TOPICS)
+        return enc_topics(o, m);
     switch (m->kind) {
     case LP_IN_PUSH:
         if (!payload_ok(m->payload))
@@ -1722,6 +1848,8 @@ static int enc_inbox(struct lp_out *o, const struct lp_inbox *m)
     case LP_IN_CONSOLE_DETACH:
         keys += 1;
         break;
+    case LP_IN_TOPICS:
+        return -1;
     }
     lp_mp_map(o, keys);
     put_kuint(o, "v", LP_VERSION);
@@ -1756,6 +1884,8 @@ static int enc_inbox(struct lp_out *o, const struct lp_inbox *m)
         if (m->lease_ms)
             put_kuint(o, "lease_ms", m->lease_ms);
         break;
+    case LP_IN_TOPICS:
+        return -1;
     }
     return 0;
 }
@@ -1825,6 +1955,21 @@ int lp_encode_inbox_status(struct lp_out *o, enum lp_inbox_status st)
     put_kuint(o, "v", LP_VERSION);
     lp_mp_cstr(o, "st");
     lp_mp_cstr(o, ST[st]);
+    return enc_end(o, start, 0);
+}
+
+int lp_encode_topics_reply(struct lp_out *o, uint32_t applied)
+{
+    if (!o || o->failed)
+        return -1;
+    size_t start = o->n;
+    if (applied > LP_MAX_MOVES)
+        return -1;
+    lp_mp_map(o, 3);
+    put_kuint(o, "v", LP_VERSION);
+    lp_mp_cstr(o, "st");
+    lp_mp_cstr(o, "ok");
+    put_kuint(o, "n", applied);
     return enc_end(o, start, 0);
 }
 

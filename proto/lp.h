@@ -27,6 +27,9 @@
 #define LP_MAX_MSG (64u << 10)
 #define LP_MAX_DEPTH 64 /* a device payload phx accepts (≤ 63) always fits */
 #define LP_MAX_HEARTBEATS 4096
+/* Entries of one inbox `topics` message (LINK.md §6.1). An entry is at most 1 + 130 (dev) + 9
+ * (cref) + 2 × 130 (topics) = 400 bytes, so a full message (≤ 410 KB) always fits LP_MAX_MESSAGE. */
+#define LP_MAX_MOVES 1024
 #define LP_MAX_STR 4096 /* any other str (event, reason, peer, fw, status) */
 /* The remote console (LINK.md §9) */
 #define LP_MAX_OP 64                    /* an operator id: [A-Za-z0-9_-]{1,64} */
@@ -148,15 +151,30 @@ struct lp_reply {
     size_t n_effects;
 };
 
-enum lp_inbox_kind { LP_IN_PUSH, LP_IN_NOTIFY, LP_IN_KICK, LP_IN_CONSOLE_ATTACH, LP_IN_CONSOLE_DETACH };
+enum lp_inbox_kind {
+    LP_IN_PUSH,
+    LP_IN_NOTIFY,
+    LP_IN_KICK,
+    LP_IN_CONSOLE_ATTACH,
+    LP_IN_CONSOLE_DETACH,
+    LP_IN_TOPICS
+};
+
+/* One entry of an inbox `topics` message: the connection `cref` of `dev` leaves topic `unsub`
+ * and then follows topic `sub` (n == 0: none; at least one is present). */
+struct lp_move {
+    struct lp_span dev;
+    uint64_t cref;
+    struct lp_span unsub, sub;
+};
 
 /* A worker-inbox message (LINK.md §6, §9). */
 struct lp_inbox {
     enum lp_inbox_kind kind;
-    struct lp_span dev;
+    struct lp_span dev;     /* every kind but topics */
     bool has_cref;
     uint64_t cref;
-    struct lp_span topic;   /* push, notify */
+    struct lp_span topic;   /* push, notify, topics */
     struct lp_span event;   /* push */
     struct lp_span payload; /* push */
     struct lp_span msg;     /* notify */
@@ -165,6 +183,11 @@ struct lp_inbox {
     struct lp_span op;      /* console_attach, console_detach: the operator's id */
     bool no_scrollback;     /* console_attach: "sb": false (a lease renewal) */
     uint32_t lease_ms;      /* console_attach: 0 = absent (LP_LEASE_DEFAULT_MS) */
+    /* topics (`topic` is the channel): decode fills moves_iter (lp_move_next) and n_moves;
+     * encode reads moves/n_moves (1 .. LP_MAX_MOVES) */
+    struct lp_iter moves_iter;
+    const struct lp_move *moves;
+    size_t n_moves;
 };
 
 enum lp_topic_kind { LP_TOPIC_PUSH, LP_TOPIC_NOTIFY };
@@ -209,11 +232,14 @@ int lp_decode_console_reply(const uint8_t *p, size_t n, struct lp_console_reply 
                             const char **err);
 int lp_decode_console_out(const uint8_t *p, size_t n, struct lp_console_out *out,
                           const char **err);
+/* The reply to an inbox `topics` message: {v, st: "ok", n: entries applied}. */
+int lp_decode_topics_reply(const uint8_t *p, size_t n, uint32_t *applied, const char **err);
 
 /* Iterators over lists a decoder validated: 1 and the next element, or 0 at the end. */
 int lp_effect_next(struct lp_iter *it, struct lp_effect *out);
 int lp_kv_next(struct lp_iter *it, struct lp_kv *out);
 int lp_hb_next(struct lp_iter *it, struct lp_hb *out);
+int lp_move_next(struct lp_iter *it, struct lp_move *out);
 
 /* Output buffer. Zero-initialise and set `cap` (0 means LP_MAX_MESSAGE); free with lp_out_free.
  * lp_out_reset keeps the allocation. */
@@ -235,6 +261,7 @@ int lp_encode_topic_msg(struct lp_out *o, const struct lp_topic_msg *m);
 int lp_encode_inbox_status(struct lp_out *o, enum lp_inbox_status st);
 int lp_encode_console_reply(struct lp_out *o, const struct lp_console_reply *r);
 int lp_encode_console_out(struct lp_out *o, const struct lp_console_out *m);
+int lp_encode_topics_reply(struct lp_out *o, uint32_t applied);
 
 /* Validates the name forms of LINK.md §1. */
 bool lp_valid_prefix(struct lp_span s);

@@ -341,20 +341,29 @@ static int save_deployment(json_t *rec)
     return rc;
 }
 
-static json_t *fanout_reply(json_t *rec, const char *path, size_t matched, size_t pushed)
+static json_t *fanout_reply(json_t *rec, const char *path, const struct pf_fanout *f)
 {
-    return json_pack("{s:O, s:s, s:I, s:I}", "deployment", rec, "fanout", path, "matched", (json_int_t)matched,
-                     "pushed", (json_int_t)pushed);
+    json_t *r = json_pack("{s:O, s:s, s:I, s:I}", "deployment", rec, "fanout", path, "matched",
+                          (json_int_t)f->matched, "pushed", (json_int_t)f->pushed);
+    if (r && strcmp(path, "scan") == 0) {
+        json_object_set_new(r, "moved", json_integer((json_int_t)f->moved));
+        json_object_set_new(r, "move_failed", json_integer((json_int_t)f->move_failed));
+    }
+    return r;
 }
 
 static json_t *scan_and_reply(json_t *rec)
 {
-    size_t matched = 0, pushed = 0;
-    if (pf_fanout_scan(json_integer_value(json_object_get(rec, "id")), &matched, &pushed) < 0)
+    struct pf_fanout f;
+    int64_t t0 = pf_now_ms();
+    if (pf_fanout_scan(json_integer_value(json_object_get(rec, "id")), &f) < 0)
         return store_down();
-    plog(PLOG_INFO, "deployment_fanout", "id=%" JSON_INTEGER_FORMAT " path=scan matched=%zu pushed=%zu",
-         json_integer_value(json_object_get(rec, "id")), matched, pushed);
-    return fanout_reply(rec, "scan", matched, pushed);
+    plog(PLOG_INFO, "deployment_fanout",
+         "id=%" JSON_INTEGER_FORMAT " path=scan matched=%zu pushed=%zu moves=%zu moved=%zu move_failed=%zu"
+         " ms=%" PRId64 " move_wait_ms=%" PRId64,
+         json_integer_value(json_object_get(rec, "id")), f.matched, f.pushed, f.moves, f.moved, f.move_failed,
+         pf_now_ms() - t0, f.move_wait_ms);
+    return fanout_reply(rec, "scan", &f);
 }
 
 static json_t *deployment_create(json_t *b)
@@ -495,7 +504,7 @@ static json_t *deployment_update(json_t *b)
             return api_error("internal", "could not publish on the deployment topic");
         }
         plog(PLOG_INFO, "deployment_fanout", "id=%" PRId64 " path=topic", id);
-        out = fanout_reply(rec, "topic", 0, 0);
+        out = fanout_reply(rec, "topic", &(struct pf_fanout){0});
     }
     json_decref(rec);
     return out;
@@ -533,17 +542,38 @@ static json_t *deployment_delete(json_t *b)
         ok = ok && store_ok(r);
         freeReplyObject(r);
     }
-    json_decref(rec);
-    if (!ok)
+    if (!ok) {
+        json_decref(rec);
         return store_down();
-    /* followers re-evaluate (and unsubscribe) */
+    }
+    /* Its online devices are moved by their workers (LINK.md §6.1), like a scan's: no call per
+     * device. Deleted first, so that the scan and any join from now on see the new set. */
+    struct pf_fanout f;
+    int64_t t0 = pf_now_ms();
+    int scanned = pf_fanout_deleted(id, &f);
+    /* Then a `follow` notify on the dead topic, for the channels the moves did not take off it
+     * (a worker that did not answer, a join that read the deployments before the delete): it
+     * reaches only those, normally none, and each re-evaluates through a call. */
     struct lp_out follow = {0};
     pf_msg_follow(&follow);
     struct lp_topic_msg m = {.kind = LP_TOPIC_NOTIFY, .msg = {follow.p, follow.n}};
     topic_publish(id, &m);
     lp_out_free(&follow);
-    plog(PLOG_INFO, "deployment_deleted", "id=%" PRId64, id);
-    return json_pack("{s:b}", "ok", 1);
+    if (scanned < 0) {
+        plog(PLOG_WARN, "deployment_deleted", "id=%" PRId64 " path=scan error=\"store unavailable\"", id);
+        json_decref(rec);
+        return api_error("internal", "deployment %" PRId64 " deleted, but its online devices could not be moved"
+                         " (store unavailable); they re-evaluate on the follow notify", id);
+    }
+    plog(PLOG_INFO, "deployment_deleted",
+         "id=%" PRId64 " path=scan matched=%zu pushed=%zu moves=%zu moved=%zu move_failed=%zu ms=%" PRId64
+         " move_wait_ms=%" PRId64,
+         id, f.matched, f.pushed, f.moves, f.moved, f.move_failed, pf_now_ms() - t0, f.move_wait_ms);
+    json_t *out = fanout_reply(rec, "scan", &f);
+    json_decref(rec);
+    if (out)
+        json_object_set_new(out, "ok", json_true());
+    return out;
 }
 
 /* ---- device-directed messages ---- */

@@ -295,19 +295,142 @@ int pf_should_update(const char *dev, const struct pf_deployment *d, struct lp_s
     return rc;
 }
 
-/* ---- fan-out to online devices (deployment created or conditions changed) ---- */
+/* ---- fan-out to online devices (deployment created, conditions changed, deployment deleted) ---- */
 
 #define SCAN_BATCH 512
 
-struct scan_dev {
-    char *id;
-    struct pf_reg reg;
-    bool online;
+/* Topic moves (LINK.md §6.1) are queued per gateway worker and sent as one inbox `topics`
+ * request of up to LP_MAX_MOVES entries, waiting for the worker's answer before the next: the
+ * worker has followed every topic of a batch (its subscription is on the server) when it
+ * answers, so a topic publish after the scan reaches every moved channel, and the platform
+ * never has more than one batch in flight. */
+struct move_ent {
+    const char *dev; /* into the scan's SMEMBERS reply: queues are flushed before it is freed */
+    uint64_t cref;
+    int64_t unsub, sub; /* deployment ids; -1: none */
 };
 
-static int fanout_batch(const struct pf_deployment *d, const struct pf_deployment *all, size_t n_all,
-                        char **ids, size_t n, size_t *matched, size_t *pushed)
+struct move_q {
+    char gw[LPR_MAX_GW + 1];
+    uint32_t w;
+    size_t n;
+    struct move_ent e[LP_MAX_MOVES];
+};
+
+struct moves {
+    struct move_q **q;
+    size_t n, alloc;
+    struct pf_fanout *out;
+};
+
+static const char *dep_topic(char *buf, size_t cap, int64_t id)
 {
+    snprintf(buf, cap, "deployment:%" PRId64, id);
+    return buf;
+}
+
+static void moves_send(struct moves *mv, struct move_q *q)
+{
+    if (q->n == 0)
+        return;
+    struct lp_move *ms = calloc(q->n, sizeof(*ms));
+    char(*topics)[2][32] = calloc(q->n, sizeof(*topics));
+    struct lp_out o = {0};
+    char subj[128];
+    natsMsg *reply = NULL;
+    natsStatus st = NATS_NO_MEMORY;
+    uint32_t applied = 0;
+    if (ms && topics) {
+        for (size_t i = 0; i < q->n; i++) {
+            const struct move_ent *e = &q->e[i];
+            ms[i].dev = lp_cspan(e->dev);
+            ms[i].cref = e->cref;
+            if (e->unsub >= 0)
+                ms[i].unsub = lp_cspan(dep_topic(topics[i][0], sizeof(topics[i][0]), e->unsub));
+            if (e->sub >= 0)
+                ms[i].sub = lp_cspan(dep_topic(topics[i][1], sizeof(topics[i][1]), e->sub));
+        }
+        struct lp_inbox m = {.kind = LP_IN_TOPICS, .topic = lp_cspan("device"), .moves = ms, .n_moves = q->n};
+        snprintf(subj, sizeof(subj), "%s.gw.%s.%" PRIu32, pf.prefix, q->gw, q->w);
+        st = NATS_ERR;
+        int64_t t0 = pf_now_ms();
+        if (lp_encode_inbox(&o, &m) == 0) {
+            st = natsConnection_Request(&reply, pf_nc, subj, o.p, (int)o.n, pf.inbox_timeout_ms);
+            if (st == NATS_TIMEOUT) /* idempotent: once more for a worker busy with the fan-out */
+                st = natsConnection_Request(&reply, pf_nc, subj, o.p, (int)o.n, pf.inbox_timeout_ms);
+        }
+        mv->out->move_wait_ms += pf_now_ms() - t0;
+        if (st == NATS_OK && lp_decode_topics_reply((const uint8_t *)natsMsg_GetData(reply),
+                                                    (size_t)natsMsg_GetDataLength(reply), &applied, NULL) != 0)
+            st = NATS_PROTOCOL_ERROR;
+    }
+    mv->out->moves += q->n;
+    if (st == NATS_OK) {
+        mv->out->moved += applied;
+    } else {
+        mv->out->move_failed += q->n;
+        plog(PLOG_WARN, "topics_move_failed", "gw=%s w=%" PRIu32 " entries=%zu error=\"%s\"", q->gw, q->w, q->n,
+             natsStatus_GetText(st));
+    }
+    natsMsg_Destroy(reply);
+    lp_out_free(&o);
+    free(ms);
+    free(topics);
+    q->n = 0;
+}
+
+/* Queues one move; 0, or -1 when out of memory. */
+static int moves_add(struct moves *mv, const struct pf_reg *r, const char *dev, int64_t unsub, int64_t sub)
+{
+    struct move_q *q = NULL;
+    for (size_t i = 0; i < mv->n && !q; i++)
+        if (mv->q[i]->w == r->w && strcmp(mv->q[i]->gw, r->gw) == 0)
+            q = mv->q[i];
+    if (!q) {
+        if (mv->n == mv->alloc) {
+            size_t na = mv->alloc ? mv->alloc * 2 : 16;
+            struct move_q **nq = realloc(mv->q, na * sizeof(*nq));
+            if (!nq)
+                return -1;
+            mv->q = nq;
+            mv->alloc = na;
+        }
+        if (!(q = malloc(sizeof(*q))))
+            return -1;
+        snprintf(q->gw, sizeof(q->gw), "%s", r->gw);
+        q->w = r->w;
+        q->n = 0;
+        mv->q[mv->n++] = q;
+    }
+    q->e[q->n++] = (struct move_ent){dev, r->cref, unsub, sub};
+    if (q->n == LP_MAX_MOVES)
+        moves_send(mv, q);
+    return 0;
+}
+
+static void moves_flush(struct moves *mv)
+{
+    for (size_t i = 0; i < mv->n; i++)
+        moves_send(mv, mv->q[i]);
+}
+
+static void moves_free(struct moves *mv)
+{
+    for (size_t i = 0; i < mv->n; i++)
+        free(mv->q[i]);
+    free(mv->q);
+}
+
+/* One batch of devices: for each online device, the deployment it belongs to now (`best`) and
+ * the one it is recorded in (`deployment_id`). A device that enters or leaves deployment `id`
+ * is moved between the deployments' topics through its worker's inbox (no platform call), and
+ * its record follows; a device that should get the update of the deployment it is now in gets
+ * it through the inbox. `d` is deployment `id`, or NULL when it was deleted (`all` no longer
+ * holds it, so every device recorded in it leaves it). */
+static int fanout_batch(int64_t id, const struct pf_deployment *d, const struct pf_deployment *all, size_t n_all,
+                        char **ids, size_t n, struct moves *mv)
+{
+    struct pf_fanout *out = mv->out;
     char k[PF_KEY_MAX], rk[LPR_KEY_MAX];
     for (size_t i = 0; i < n; i++) {
         lpr_key_dev(rk, sizeof(rk), pf.prefix, pf.prefix_len, ids[i], strlen(ids[i]));
@@ -316,8 +439,10 @@ static int fanout_batch(const struct pf_deployment *d, const struct pf_deploymen
                      pf_key(k, "dev:%s", ids[i]));
     }
     struct pf_reg *regs = calloc(n, sizeof(*regs));
-    uint8_t *action = calloc(n, 1); /* bit 0: push candidate, bit 1: follow */
-    int rc = regs && action ? 0 : -1;
+    const struct pf_deployment **push = calloc(n, sizeof(*push)); /* the update to send, if any */
+    int64_t *from = calloc(n, sizeof(*from)), *to = calloc(n, sizeof(*to));
+    bool *move = calloc(n, sizeof(*move));
+    int rc = regs && push && from && to && move ? 0 : -1;
     int64_t now = pf_now_ms();
     for (size_t i = 0; i < n; i++) {
         redisReply *reg = store_reply();
@@ -327,90 +452,88 @@ static int fanout_batch(const struct pf_deployment *d, const struct pf_deploymen
             rc = -1;
             break;
         }
-        if (rc == 0 && pf_reg_from_reply(reg, &regs[i]) && store_str(dev, 0 + 4) != NULL) {
+        if (rc == 0 && pf_reg_from_reply(reg, &regs[i]) && store_str(dev, 4) != NULL) {
             json_t *tags = json_loads(store_str(dev, 4), 0, NULL);
             const struct pf_deployment *best = pf_deployment_for(all, n_all, tags, store_str(dev, 5));
             json_decref(tags);
             const char *cur = store_str(dev, 6);
-            bool was_ours = cur && strtoll(cur, NULL, 10) == d->id;
-            if (best && best->id == d->id) {
-                (*matched)++;
-                if (wants_update(dev, d, (struct lp_span){0}, now))
-                    action[i] |= 1;
-                if (!was_ours)
-                    action[i] |= 2;
-            } else if (was_ours) {
-                action[i] |= 2; /* no longer matches: let its channel re-evaluate */
-            }
+            from[i] = cur && *cur ? strtoll(cur, NULL, 10) : -1;
+            to[i] = best ? best->id : -1;
+            if (d ? best == d : from[i] == id)
+                out->matched++;
+            move[i] = from[i] != to[i] && (from[i] == id || to[i] == id);
+            /* d's devices, and those that left d for another deployment */
+            if (best && (best == d || move[i]) && wants_update(dev, best, (struct lp_span){0}, now))
+                push[i] = best;
         }
         freeReplyObject(reg);
         freeReplyObject(dev);
     }
     if (rc < 0)
         goto out;
-    char *inf = inflight_json(d, now);
-    size_t appended = 0;
-    for (size_t i = 0; i < n && inf; i++) {
-        if (action[i] & 1) {
-            store_append("HSETNX %s inflight %s", pf_key(k, "dev:%s", ids[i]), inf);
-            appended++;
-        }
-        if (action[i] & 2) {
-            store_append("HSET %s deployment_id %lld", pf_key(k, "dev:%s", ids[i]), (long long)d->id);
-            appended++;
-        }
-    }
-    free(inf);
+    char *inf_d = d ? inflight_json(d, now) : NULL;
     for (size_t i = 0; i < n; i++) {
-        if (action[i] & 1) {
+        if (push[i]) {
+            char *inf = push[i] == d && inf_d ? inf_d : inflight_json(push[i], now);
+            if (inf)
+                store_append("HSETNX %s inflight %s", pf_key(k, "dev:%s", ids[i]), inf);
+            else
+                push[i] = NULL;
+            if (inf != inf_d)
+                free(inf);
+        }
+        if (move[i])
+            store_append("HSET %s deployment_id %lld", pf_key(k, "dev:%s", ids[i]), (long long)to[i]);
+    }
+    free(inf_d);
+    for (size_t i = 0; i < n; i++) {
+        if (push[i]) {
             redisReply *r = store_reply();
             if (!r) {
                 rc = -1;
                 goto out;
             }
             if (!(r->type == REDIS_REPLY_INTEGER && r->integer == 1))
-                action[i] &= (uint8_t)~1; /* another replica or a join got there first */
+                push[i] = NULL; /* another replica or a join got there first */
             freeReplyObject(r);
         }
-        if (action[i] & 2)
-            freeReplyObject(store_reply());
+        if (move[i]) {
+            redisReply *r = store_reply();
+            if (!r) {
+                rc = -1;
+                goto out;
+            }
+            freeReplyObject(r);
+        }
     }
-    (void)appended;
-    struct lp_out follow = {0};
-    pf_msg_follow(&follow);
     for (size_t i = 0; i < n; i++) {
-        if (action[i] & 1) {
+        if (push[i]) {
+            const struct pf_deployment *p = push[i];
             struct lp_inbox m = {.kind = LP_IN_PUSH, .dev = lp_cspan(ids[i]), .topic = lp_cspan("device"),
-                                 .event = lp_cspan("update"), .payload = {d->payload, d->payload_n}};
+                                 .event = lp_cspan("update"), .payload = {p->payload, p->payload_n}};
             if (pf_inbox_publish(&regs[i], &m) == 0) {
-                (*pushed)++;
+                out->pushed++;
                 pf_event(ids[i], "update_sent",
-                         json_pack("{s:s, s:I, s:s}", "uuid", d->uuid, "deployment_id", (json_int_t)d->id,
-                                   "via", "inbox"));
+                         json_pack("{s:s, s:I, s:s}", "uuid", p->uuid, "deployment_id", (json_int_t)p->id, "via",
+                                   "inbox"));
             }
         }
-        if (action[i] & 2) {
-            struct lp_inbox m = {.kind = LP_IN_NOTIFY, .dev = lp_cspan(ids[i]), .topic = lp_cspan("device"),
-                                 .msg = {follow.p, follow.n}};
-            pf_inbox_publish(&regs[i], &m);
-        }
+        if (move[i] && moves_add(mv, &regs[i], ids[i], from[i], to[i]) < 0)
+            rc = -1;
     }
-    lp_out_free(&follow);
 out:
     free(regs);
-    free(action);
+    free(push);
+    free(from);
+    free(to);
+    free(move);
     return rc;
 }
 
-int pf_fanout_scan(int64_t id, size_t *matched, size_t *pushed)
+/* Walks every online device (the members of the registry's gateway sets) in batches. */
+static int scan_online(int64_t id, const struct pf_deployment *d, const struct pf_deployment *all, size_t n_all,
+                       struct pf_fanout *out)
 {
-    *matched = *pushed = 0;
-    const struct pf_deployment *all, *d;
-    size_t n_all;
-    if (pf_deployments(&all, &n_all) < 0)
-        return -1;
-    if (!(d = pf_deployment_by_id(all, n_all, id)))
-        return 0; /* deleted meanwhile */
     char k[LPR_KEY_MAX];
     lpr_key_gws(k, sizeof(k), pf.prefix, pf.prefix_len);
     redisReply *gws = store_cmd("SMEMBERS %s", k);
@@ -418,6 +541,7 @@ int pf_fanout_scan(int64_t id, size_t *matched, size_t *pushed)
         freeReplyObject(gws);
         return -1;
     }
+    struct moves mv = {.out = out};
     int rc = 0;
     for (size_t g = 0; g < gws->elements && rc == 0; g++) {
         lpr_key_gw_devs(k, sizeof(k), pf.prefix, pf.prefix_len, gws->element[g]->str, gws->element[g]->len);
@@ -432,14 +556,40 @@ int pf_fanout_scan(int64_t id, size_t *matched, size_t *pushed)
         for (size_t i = 0; i < devs->elements && rc == 0; i++) {
             ids[n++] = devs->element[i]->str;
             if (n == SCAN_BATCH || i + 1 == devs->elements) {
-                rc = fanout_batch(d, all, n_all, ids, n, matched, pushed);
+                rc = fanout_batch(id, d, all, n_all, ids, n, &mv);
                 n = 0;
             }
         }
+        moves_flush(&mv); /* before `devs`, which the queued entries point into, goes */
         freeReplyObject(devs);
     }
+    moves_free(&mv);
     freeReplyObject(gws);
     return rc;
+}
+
+int pf_fanout_scan(int64_t id, struct pf_fanout *out)
+{
+    memset(out, 0, sizeof(*out));
+    const struct pf_deployment *all, *d;
+    size_t n_all;
+    if (pf_deployments(&all, &n_all) < 0)
+        return -1;
+    if (!(d = pf_deployment_by_id(all, n_all, id)))
+        return 0; /* deleted meanwhile */
+    return scan_online(id, d, all, n_all, out);
+}
+
+int pf_fanout_deleted(int64_t id, struct pf_fanout *out)
+{
+    memset(out, 0, sizeof(*out));
+    const struct pf_deployment *all;
+    size_t n_all;
+    if (pf_deployments(&all, &n_all) < 0)
+        return -1;
+    if (pf_deployment_by_id(all, n_all, id))
+        return -1; /* the caller deletes it (and bumps the generation) first */
+    return scan_online(id, NULL, all, n_all, out);
 }
 
 /* ---- reaper ---- */

@@ -190,6 +190,12 @@ static struct lp_span dsess_encode(struct call *c, const struct dsess *d)
 
 struct xsess {
     uint8_t state[PD_EXT_COUNT]; /* 0: not attachable, 1: detached, 2: attached */
+    /* logging token bucket, carried in the channel's session so that any platform replica
+     * applies the same per-device limit without shared state: milli-tokens and when they were
+     * last counted (has_bucket false until the first line) */
+    bool has_bucket;
+    int64_t log_mtokens;
+    int64_t log_at_ms;
 };
 
 static void xsess_decode(struct lp_span s, struct xsess *x)
@@ -203,6 +209,36 @@ static void xsess_decode(struct lp_span s, struct xsess *x)
         if (map_int(m, pd_ext_names[i], &v) && (v == 1 || v == 2))
             x->state[i] = (uint8_t)v;
     }
+    int64_t t, at;
+    if (map_int(s, "lt", &t) && map_int(s, "la", &at) && t >= 0 && t <= (int64_t)UINT32_MAX * 1000) {
+        x->has_bucket = true;
+        x->log_mtokens = t;
+        x->log_at_ms = at;
+    }
+}
+
+/* NervesHub's node-local bucket `device_<id>` (refill pf.log_rate_per_s, capacity pf.log_burst,
+ * cost 1): true when the line may be stored. Excess lines are dropped silently, as there. */
+static bool log_bucket_take(struct xsess *x, int64_t now_ms)
+{
+    if (pf.log_rate_per_s == 0)
+        return true;
+    int64_t cap = (int64_t)pf.log_burst * 1000;
+    if (!x->has_bucket) {
+        x->has_bucket = true;
+        x->log_mtokens = cap;
+    } else if (now_ms > x->log_at_ms) { /* replicas' clocks may disagree: never refill backwards */
+        int64_t elapsed = now_ms - x->log_at_ms;
+        int64_t add = elapsed > 3600000 ? cap : elapsed * (int64_t)pf.log_rate_per_s;
+        x->log_mtokens = x->log_mtokens + add > cap ? cap : x->log_mtokens + add;
+    }
+    x->log_at_ms = now_ms;
+    if (x->log_mtokens > cap)
+        x->log_mtokens = cap;
+    if (x->log_mtokens < 1000)
+        return false;
+    x->log_mtokens -= 1000;
+    return true;
 }
 
 static struct lp_span xsess_encode(struct call *c, const struct xsess *x)
@@ -211,7 +247,7 @@ static struct lp_span xsess_encode(struct call *c, const struct xsess *x)
     uint32_t n = 0;
     for (int i = 0; i < PD_EXT_COUNT; i++)
         n += x->state[i] != 0;
-    lp_mp_map(o, 2);
+    lp_mp_map(o, x->has_bucket ? 4 : 2);
     lp_mp_cstr(o, "d");
     lp_mp_cstr(o, c->dev);
     lp_mp_cstr(o, "x");
@@ -221,6 +257,12 @@ static struct lp_span xsess_encode(struct call *c, const struct xsess *x)
             lp_mp_cstr(o, pd_ext_names[i]);
             lp_mp_uint(o, x->state[i]);
         }
+    }
+    if (x->has_bucket) {
+        lp_mp_cstr(o, "lt");
+        lp_mp_uint(o, (uint64_t)x->log_mtokens);
+        lp_mp_cstr(o, "la");
+        lp_mp_int(o, x->log_at_ms);
     }
     return out_span(o);
 }
@@ -705,7 +747,10 @@ static void notify_after_join(struct call *c, struct dsess *s, struct lp_span ms
     pf_event(c->dev, "online", NULL);
 }
 
-/* Re-evaluates the device's deployment (created/changed/deleted) and follows its topic. */
+/* Re-evaluates the device's deployment and follows its topic: sent on the topic of a deleted
+ * deployment after deployment.delete moved the channels it knew of (pf_fanout_deleted), so it
+ * reaches only the channels those moves missed (a worker that did not answer, a join racing
+ * the delete). */
 static void notify_follow(struct call *c, struct dsess *s)
 {
     char k[PF_KEY_MAX];
@@ -722,10 +767,23 @@ static void notify_follow(struct call *c, struct dsess *s)
     json_decref(tags);
     freeReplyObject(r);
     int64_t want = d ? d->id : -1;
+    /* The session's `dep` is the deployment at join; a scan may have moved the channel since
+     * through the inbox (LINK.md §6.1) without a call. A follow that arrived on a deployment's
+     * topic proves the channel follows that one, so it is left too. */
+    int64_t via = -1;
     char topic[48];
-    if (want != s->dep) {
-        if (s->dep >= 0) {
+    if (c->req.from.n > 11 && c->req.from.n < sizeof(topic) && memcmp(c->req.from.p, "deployment:", 11) == 0) {
+        memcpy(topic, c->req.from.p, c->req.from.n);
+        topic[c->req.from.n] = 0;
+        via = strtoll(topic + 11, NULL, 10);
+    }
+    if (want != s->dep || (via >= 0 && via != want)) {
+        if (s->dep >= 0 && s->dep != want) {
             snprintf(topic, sizeof(topic), "deployment:%" PRId64, s->dep);
+            fx_topic(c, LP_FX_UNSUBSCRIBE, topic);
+        }
+        if (via >= 0 && via != want && via != s->dep) {
+            snprintf(topic, sizeof(topic), "deployment:%" PRId64, via);
             fx_topic(c, LP_FX_UNSUBSCRIBE, topic);
         }
         if (d) {
@@ -1138,7 +1196,10 @@ static void message_extensions(struct call *c)
         pf_event(c->dev, "location", js ? json_loads(js, 0, NULL) : NULL);
         free(js);
     } else if (i == PD_EXT_LOGGING && span_is(ev, "send")) {
-        store_log_line(c);
+        if (log_bucket_take(&x, pf_now_ms()))
+            store_log_line(c);
+        else
+            plog(PLOG_DEBUG, "log_line_dropped", "dev=%s", c->dev);
     } else if (i == PD_EXT_NETWORK_IDENTITY && span_is(ev, "report")) {
         char *js = payload_json_str(c->req.payload);
         json_t *j = js ? json_loads(js, 0, NULL) : NULL;

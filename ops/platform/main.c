@@ -36,6 +36,8 @@ static void usage(FILE *f)
             "  --shared-secrets        accept NH1 shared-secret authentication (x-nh-* headers)\n"
             "  --extensions LIST       extensions devices may attach, e.g. health,geo (default none)\n"
             "  --health-interval DUR   health:check period (default 60m)\n"
+            "  --log-rate R/B          logging:send lines per second per device, burst B; excess dropped\n"
+            "                          (default 5/10 as NervesHub; 0 = no limit)\n"
             "  --script-timeout DUR    scripts/run bookkeeping timeout (default 15s)\n"
             "  --penalty DUR           penalty box after a failed/ignored deployment update (default 24h; 0 off)\n"
             "  --reap-interval DUR     dead-gateway reaping period (default 30s)\n"
@@ -104,6 +106,8 @@ int main(int argc, char **argv)
     snprintf(pf.prefix, sizeof(pf.prefix), "nh");
     pf.auto_register = true;
     pf.health_interval_ms = 60u * 60 * 1000;
+    pf.log_rate_per_s = 5;
+    pf.log_burst = 10;
     pf.script_timeout_ms = 15000;
     pf.penalty_ms = 24u * 3600 * 1000;
     pf.reap_interval_ms = 30000;
@@ -113,7 +117,7 @@ int main(int argc, char **argv)
     static char redis_host[256];
 
     enum { O_NATS = 256, O_REDIS, O_PREFIX, O_AUTO, O_NOAUTO, O_SS, O_EXT, O_HEALTH, O_SCRIPT, O_PENALTY,
-           O_REAP, O_INBOX, O_FWUP, O_THREADS, O_LOG, O_HELP };
+           O_REAP, O_INBOX, O_FWUP, O_THREADS, O_LOG, O_LOGRATE, O_HELP };
     static const struct option opts[] = {
         {"nats", required_argument, 0, O_NATS},
         {"redis", required_argument, 0, O_REDIS},
@@ -123,6 +127,7 @@ int main(int argc, char **argv)
         {"shared-secrets", no_argument, 0, O_SS},
         {"extensions", required_argument, 0, O_EXT},
         {"health-interval", required_argument, 0, O_HEALTH},
+        {"log-rate", required_argument, 0, O_LOGRATE},
         {"script-timeout", required_argument, 0, O_SCRIPT},
         {"penalty", required_argument, 0, O_PENALTY},
         {"reap-interval", required_argument, 0, O_REAP},
@@ -175,6 +180,18 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_LOGRATE: {
+            unsigned long r, b = 0;
+            char tail;
+            int n = sscanf(optarg, "%lu/%lu%c", &r, &b, &tail);
+            if (!((n == 1 && r == 0) || (n == 2 && r > 0 && r <= 100000 && b > 0 && b <= 100000))) {
+                fprintf(stderr, "nhplatform: --log-rate wants RATE/BURST (e.g. 5/10) or 0, got %s\n", optarg);
+                return 2;
+            }
+            pf.log_rate_per_s = (uint32_t)r;
+            pf.log_burst = (uint32_t)b;
+            break;
+        }
         case O_HEALTH:
         case O_SCRIPT:
         case O_PENALTY:

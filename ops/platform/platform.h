@@ -30,6 +30,9 @@ struct pf_config {
     bool shared_secrets;
     uint32_t extensions;        /* pd_ext bit mask */
     uint32_t health_interval_ms;
+    /* logging extension token bucket per device (NervesHub: 5/s, capacity 10, cost 1); rate 0 = off */
+    uint32_t log_rate_per_s;
+    uint32_t log_burst;
     uint32_t script_timeout_ms; /* scripts/run bookkeeping (send_after) */
     uint32_t penalty_ms;        /* failed/ignored deployment updates block the device this long */
     uint32_t reap_interval_ms;
@@ -107,8 +110,20 @@ void pf_reap(void);
  * not_validated, no in-flight update. Returns 1 when the device should get it (and records the
  * in-flight update), 0 when not, -1 on Redis failure. */
 int pf_should_update(const char *dev, const struct pf_deployment *d, struct lp_span downloading);
-/* Fan-out after a deployment was created or its conditions changed (api.c). Counts in *matched
- * and *pushed. -1 on Redis failure. */
-int pf_fanout_scan(int64_t id, size_t *matched, size_t *pushed);
+/* What a scan did: devices that match the deployment, `update`s pushed, topic moves sent
+ * (LINK.md §6.1), moves the workers applied, moves whose worker did not answer. */
+struct pf_fanout {
+    size_t matched, pushed, moves, moved, move_failed;
+    int64_t move_wait_ms; /* of the scan's time, waiting for the workers' `topics` replies */
+};
+/* Fan-out after a deployment was created or its conditions changed (api.c): scans the online
+ * devices, pushes `update` and moves channels between deployment topics through the worker
+ * inboxes. -1 on Redis failure. */
+int pf_fanout_scan(int64_t id, struct pf_fanout *out);
+/* The same scan after deployment `id` was deleted (its record gone and the generation bumped
+ * first): every online device recorded in it (`matched`) is moved from its topic to the topic
+ * of the deployment it matches now, or only off it when none matches, and gets that
+ * deployment's `update` when the usual checks say so. -1 on Redis failure. */
+int pf_fanout_deleted(int64_t id, struct pf_fanout *out);
 
 #endif

@@ -1,6 +1,6 @@
 /* libFuzzer target: the link codec (proto/lp.c). The first byte picks a decoder (each call's
  * request and reply, the worker inbox, a shared-topic message, an inbox status, a console attach
- * reply, a console output message; see the K_ enum; new kinds go last so seeds keep theirs), the
+ * reply, a console output message, the reply to an inbox `topics`; see the K_ enum; new kinds go last so seeds keep theirs), the
  * rest is the message. On success every list is iterated and checked against the contract's
  * limits; the message is re-encoded, decode(encode(x)) must equal x field by field (spans by
  * bytes), and encoding is a fixed point. A proper prefix of an accepted message must be invalid,
@@ -12,12 +12,23 @@
 #include "fuzz_check.h"
 #include "lp.h"
 
-enum { K_REQ = 0, K_REP = LP_CALL_COUNT, K_INBOX = K_REP + 5, K_TOPIC, K_ISTATUS, K_CREPLY, K_COUT, N_KINDS };
+enum {
+    K_REQ = 0,
+    K_REP = LP_CALL_COUNT,
+    K_INBOX = K_REP + 5,
+    K_TOPIC,
+    K_ISTATUS,
+    K_CREPLY,
+    K_COUT,
+    K_TREPLY, /* the reply to an inbox `topics` */
+    N_KINDS
+};
 static const enum lp_call REPLY_CALLS[5] = {LP_AUTH, LP_CONNECT, LP_JOIN, LP_MESSAGE, LP_NOTIFY};
 
 static struct lp_kv xs[2][LP_MAX_X + 1];
 static struct lp_hb hbs[2][LP_MAX_HEARTBEATS + 1];
 static struct lp_effect fxs[2][LP_MAX_EFFECTS + 1];
+static struct lp_move mvs[2][LP_MAX_MOVES + 1];
 
 static bool span_eq(struct lp_span a, struct lp_span b)
 {
@@ -226,6 +237,35 @@ static void fuzz_inbox(const uint8_t *p, size_t n)
     struct lp_out o = {0};
     if (lp_decode_inbox(p, n, &a, NULL) != 0)
         return;
+    if (a.kind == LP_IN_TOPICS) {
+        CHECK(a.n_moves >= 1 && a.n_moves <= LP_MAX_MOVES);
+        CHECK(span_eq(a.topic, lp_cspan("device")) || span_eq(a.topic, lp_cspan("extensions")));
+        size_t k = 0;
+        struct lp_iter it = a.moves_iter;
+        while (lp_move_next(&it, &mvs[0][k])) {
+            const struct lp_move *m = &mvs[0][k];
+            check_inside(m->dev, p, n);
+            CHECK(lp_valid_dev(m->dev) && (m->unsub.n || m->sub.n));
+            CHECK(!m->unsub.n || lp_valid_topic(m->unsub));
+            CHECK(!m->sub.n || lp_valid_topic(m->sub));
+            k++;
+            CHECK(k <= LP_MAX_MOVES);
+        }
+        CHECK(it.left == 0 && k == a.n_moves);
+        a.moves = mvs[0];
+        CHECK(lp_encode_inbox(&o, &a) == 0);
+        CHECK(lp_decode_inbox(o.p, o.n, &b, NULL) == 0);
+        CHECK(b.kind == LP_IN_TOPICS && b.n_moves == a.n_moves && span_eq(a.topic, b.topic));
+        it = b.moves_iter;
+        for (size_t i = 0; i < a.n_moves; i++) {
+            CHECK(lp_move_next(&it, &mvs[1][i]) == 1);
+            CHECK(span_eq(mvs[0][i].dev, mvs[1][i].dev) && mvs[0][i].cref == mvs[1][i].cref);
+            CHECK(span_eq(mvs[0][i].unsub, mvs[1][i].unsub) && span_eq(mvs[0][i].sub, mvs[1][i].sub));
+        }
+        CHECK(lp_move_next(&it, &mvs[1][0]) == 0);
+        lp_out_free(&o);
+        return;
+    }
     CHECK(lp_valid_dev(a.dev));
     if (a.kind == LP_IN_PUSH)
         check_payload(a.payload);
@@ -291,6 +331,18 @@ static void fuzz_console_reply(const uint8_t *p, size_t n)
     lp_out_free(&o2);
 }
 
+static void fuzz_topics_reply(const uint8_t *p, size_t n)
+{
+    uint32_t a = 0, b = 0;
+    struct lp_out o = {0};
+    if (lp_decode_topics_reply(p, n, &a, NULL) != 0)
+        return;
+    CHECK(a <= LP_MAX_MOVES);
+    CHECK(lp_encode_topics_reply(&o, a) == 0);
+    CHECK(lp_decode_topics_reply(o.p, o.n, &b, NULL) == 0 && a == b);
+    lp_out_free(&o);
+}
+
 static void fuzz_console_out(const uint8_t *p, size_t n)
 {
     struct lp_console_out a, b;
@@ -315,6 +367,7 @@ static int decode_kind(int kind, const uint8_t *p, size_t n)
     enum lp_inbox_status st;
     struct lp_console_reply cr;
     struct lp_console_out co;
+    uint32_t applied;
     const char *err = NULL;
     int rc;
     if (kind < K_REP)
@@ -329,6 +382,8 @@ static int decode_kind(int kind, const uint8_t *p, size_t n)
         rc = lp_decode_console_reply(p, n, &cr, &err);
     else if (kind == K_COUT)
         rc = lp_decode_console_out(p, n, &co, &err);
+    else if (kind == K_TREPLY)
+        rc = lp_decode_topics_reply(p, n, &applied, &err);
     else
         rc = lp_decode_inbox_status(p, n, &st, &err);
     CHECK(rc == 0 || rc == -1);
@@ -369,6 +424,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_console_reply(p, n);
     else if (kind == K_COUT)
         fuzz_console_out(p, n);
+    else if (kind == K_TREPLY)
+        fuzz_topics_reply(p, n);
     else
         fuzz_status(p, n);
     return 0;

@@ -11,7 +11,8 @@ import { REPO } from './lib/certs.mjs';
 import { startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
 import { connectPhx, DEVICE_JOIN, EXTENSIONS_JOIN } from './lib/phx.mjs';
 import { attemptUpgrade } from './lib/rawws.mjs';
-import { startNats, startRedis, startPlatform } from './lib/stack.mjs';
+import { decode, encode } from '@msgpack/msgpack';
+import { apiRequest, connectNats, startNats, startRedis, startPlatform } from './lib/stack.mjs';
 import { nh1Headers } from './lib/nh1.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
@@ -125,6 +126,107 @@ describe('end to end: devices, gateways, platform, registry, nhctl', () => {
       await nhctl(['deployment', 'delete', String(depId)]);
     } finally {
       if (!closed) await c.disconnect();
+    }
+  });
+
+  // Issue 4's fan-out defect: the scan and deployment.delete used to make every moved channel call
+  // the platform (`notify` follow); at scale those calls timed out and their `subscribe` was lost.
+  // Both now move channels through the worker inbox (LINK.md §6.1), so a move costs no call at all.
+  it('deployment.create and .delete move online devices between topics with no notify call; topic pushes reach them once', async () => {
+    const devs = [['device-11', gwA], ['device-12', gwA], ['device-13', gwB]];
+    const nc = await connectNats(nats.url);
+    const cs = {};
+    const notifies = [];
+    const fw = (uuid) => ({ uuid, version: '1.2.0', url: `https://firmware.example/${uuid}.fw` });
+    // the devices join into a base deployment that runs their own firmware (nothing to push)
+    const base = (await apiRequest(nc, 'nh', 'deployment.create', { name: 'e2e-base', firmware: fw(DEVICE_JOIN.nerves_fw_uuid) })).deployment;
+    assert.ok(base?.id, 'base deployment');
+    try {
+      for (const [d, g] of devs) {
+        cs[d] = await connectPhx(g.port, { device: d });
+        assert.equal((await cs[d].join('device', DEVICE_JOIN)).status, 'ok');
+      }
+      // every device is online in the registry, and its after_join notify is done
+      for (const [d] of devs) {
+        await waitFor(async () => (await registry(d))?.fw, 5000, `${d} in the registry`);
+        await waitFor(async () => (await deviceRow(d)).connection_status === 'connected', 5000, `${d} connected`);
+      }
+      // see every notify call from now on (a plain subscriber gets a copy besides the queue group)
+      const sub = nc.subscribe('nh.link.notify', {
+        callback: (e, m) => {
+          if (!e) notifies.push(decode(m.data));
+        },
+      });
+      await nc.flush();
+      for (const [d] of devs) assert.equal((await deviceRow(d)).deployment_id, base.id);
+      const created = await apiRequest(nc, 'nh', 'deployment.create', { name: 'e2e-move', firmware: fw(NEW_FW) });
+      assert.ok(!created.error, created.error);
+      assert.equal(created.fanout, 'scan');
+      assert.equal(created.matched, devs.length);
+      assert.equal(created.moved, devs.length, 'every channel moved by its worker');
+      assert.equal(created.move_failed, 0);
+      const id = created.deployment.id;
+      for (const [d] of devs) assert.equal((await deviceRow(d)).deployment_id, id);
+      // the next firmware of this deployment goes out on its topic only
+      const FW_NEXT = '7b2b1e2a-0000-4000-8000-0000000000aa';
+      const upd = await apiRequest(nc, 'nh', 'deployment.update', { id, firmware: fw(FW_NEXT) });
+      assert.equal(upd.fanout, 'topic');
+      for (const [d] of devs) {
+        const m = await cs[d].waitMessage((x) => x.event === 'update' && x.payload.firmware_meta?.uuid === FW_NEXT, 5000);
+        assert.ok(m, `${d} got the topic push`);
+        assert.equal(m.payload.deployment_id, id);
+      }
+      await sleep(200);
+      const ours = () => notifies.filter((n) => devs.some(([d]) => d === n.dev));
+      assert.deepEqual(ours(), [], 'no notify call for the move');
+
+      // deleting it sends its followers back to the deployment they match now, moved by their
+      // workers the same way: no call per device (at scale those calls timed out, and a device
+      // whose `subscribe` was lost missed its next deployment's pushes)
+      const del = await apiRequest(nc, 'nh', 'deployment.delete', { id });
+      assert.equal(del.ok, true, JSON.stringify(del));
+      assert.equal(del.fanout, 'scan');
+      assert.equal(del.matched, devs.length, 'every device was in it');
+      assert.equal(del.moved, devs.length, 'every channel moved back by its worker');
+      assert.equal(del.move_failed, 0);
+      assert.equal(del.pushed, 0, 'the base deployment is the firmware they run');
+      // the moves are done when the API answers: no waiting
+      for (const [d] of devs) assert.equal((await deviceRow(d)).deployment_id, base.id);
+      const FW_BACK = '7b2b1e2a-0000-4000-8000-0000000000bb';
+      assert.equal((await apiRequest(nc, 'nh', 'deployment.update', { id: base.id, firmware: fw(FW_BACK) })).fanout, 'topic');
+      const isBack = (x) => x.event === 'update' && x.payload.firmware_meta?.uuid === FW_BACK;
+      for (const [d] of devs) assert.ok(await cs[d].waitMessage(isBack, 5000), `${d} got the base deployment's push`);
+      await sleep(300);
+      for (const [d] of devs) {
+        assert.equal(cs[d].messages.filter(isBack).length, 1, `${d}: the base push exactly once`);
+        assert.equal(cs[d].messages.filter((x) => x.event === 'update' && x.payload.firmware_meta?.uuid === FW_NEXT).length, 1);
+      }
+      assert.deepEqual(ours(), [], 'no notify call for the delete');
+
+      // deleting the base too: they match nothing, so they are only unsubscribed
+      const del2 = await apiRequest(nc, 'nh', 'deployment.delete', { id: base.id });
+      assert.equal(del2.matched, devs.length);
+      assert.equal(del2.moved, devs.length);
+      assert.equal(del2.move_failed, 0);
+      assert.equal(del2.pushed, 0);
+      for (const [d] of devs) assert.equal((await deviceRow(d)).deployment_id, null);
+      // a message on the old topic reaches nobody; an inbox push sent after it does (the channels
+      // are alive, and the topic message would have arrived first)
+      const FW_DEAD = '7b2b1e2a-0000-4000-8000-0000000000cc';
+      nc.publish(`nh.topic.deployment:${base.id}`, encode({ v: 1, k: 'push', ev: 'update', p: { firmware_meta: { uuid: FW_DEAD } } }));
+      await nc.flush();
+      await sleep(200);
+      for (const [d] of devs) {
+        assert.equal((await apiRequest(nc, 'nh', 'device.identify', { id: d })).status, 'ok', d);
+        assert.ok(await cs[d].waitMessage((x) => x.event === 'identify', 5000), `${d} identify`);
+        assert.equal(cs[d].messages.filter((x) => x.payload?.firmware_meta?.uuid === FW_DEAD).length, 0, `${d} left the topic`);
+      }
+      assert.deepEqual(ours(), [], 'no notify call for the second delete');
+      sub.unsubscribe();
+    } finally {
+      for (const [d] of devs) await cs[d]?.disconnect();
+      await apiRequest(nc, 'nh', 'deployment.delete', { id: base.id });
+      await nc.close();
     }
   });
 

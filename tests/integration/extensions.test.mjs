@@ -36,7 +36,8 @@ describe('extensions: attach list, timers, health / geo / logging stored and sho
     platform = await startPlatform({
       nats: nats.url,
       redis: redis.addr,
-      args: ['--extensions', 'health,geo,logging', '--health-interval', `${HEALTH_MS}ms`],
+      // this suite's log test sends 108 lines at once: lift NervesHub's 5/s limit (tested below)
+      args: ['--extensions', 'health,geo,logging', '--health-interval', `${HEALTH_MS}ms`, '--log-rate', '1000/500'],
     });
     gw = await startGateway({
       args: [
@@ -188,6 +189,64 @@ describe('extensions: attach list, timers, health / geo / logging stored and sho
       assert.match(text.out, /^ {2}\S+ error (é){512} \[truncated\]$/m);
       assert.match(text.out, /^ {2}\S+ debug hi€$/m);
       assert.doesNotMatch(text.out, /line 6$/m);
+    } finally {
+      await c.disconnect();
+    }
+  });
+});
+
+// NervesHub drops log lines beyond a per-device token bucket (5/s, capacity 10, cost 1); the
+// reference platform applies the same limit by default, carried in the channel's session.
+describe('extensions: logging rate limit (5 lines/s, burst 10, excess dropped)', () => {
+  let nats, redis, platform, gw;
+  const it = gwTest(() => gw);
+
+  before(async () => {
+    nats = await startNats();
+    redis = await startRedis();
+    platform = await startPlatform({ nats: nats.url, redis: redis.addr, args: ['--extensions', 'health,logging'] });
+    gw = await startGateway({
+      args: ['--link', 'nats', '--nats-url', nats.url, '--redis', redis.addr, '--gateway-id', 'gw-lograte'],
+    });
+    await gw.waitForLog(/event=nats_connected/, 10000);
+  });
+  after(async () => {
+    await gw?.stop({ strict: false });
+    await platform?.stop();
+    await redis?.stop();
+    await nats?.stop();
+  });
+
+  const show = (dev) => {
+    const r = spawnSync(NHCTL, ['device', 'show', dev, '--nats', nats.url, '--json'], { encoding: 'utf8', timeout: 15000 });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout).device;
+  };
+
+  it('a burst of 30 keeps the first 10 or so; after a pause the bucket has refilled', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-33' });
+    try {
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      const ext = await c.join('extensions', { logging: '0.0.1', health: '0.0.1' });
+      assert.deepEqual(ext.response, ['health', 'logging']);
+      ext.channel.push('logging:attached', {});
+      ext.channel.push('health:attached', {});
+      // Calls of one connection reach the platform in order, so once the health report that
+      // follows a burst is stored, every line of the burst has been counted or dropped.
+      const burst = async (tag, n, marker) => {
+        for (let i = 0; i < n; i++) ext.channel.push('logging:send', { level: 'info', message: `${tag} ${i}` });
+        ext.channel.push('health:report', { value: { metrics: { marker } } });
+        await waitFor(() => show('device-33').health?.value?.metrics?.marker === marker, 10000, `burst ${tag} done`);
+        return show('device-33').logs.filter((l) => l.message.startsWith(`${tag} `)).map((l) => l.message);
+      };
+      const first = await burst('a', 30, 1);
+      assert.ok(first.length >= 10 && first.length < 30, `a full bucket lets 10 through, plus what refilled: ${first.length}`);
+      assert.deepEqual(first, Array.from({ length: first.length }, (_, i) => `a ${i}`), 'the excess is dropped, in order');
+
+      await new Promise((r) => setTimeout(r, 2200)); // 5/s for 2 s refills the bucket to its 10
+      const second = await burst('b', 30, 2);
+      assert.ok(second.length >= 10 && second.length < 30, `refilled after the pause: ${second.length}`);
+      assert.deepEqual(second, Array.from({ length: second.length }, (_, i) => `b ${i}`));
     } finally {
       await c.disconnect();
     }

@@ -287,6 +287,117 @@ describe('NATS link with a scripted platform', () => {
     }
   });
 
+  it('inbox topics: the gateway moves channels between shared topics itself, with no notify call', async () => {
+    const devs = ['device-1', 'device-2', 'device-3', 'device-5'];
+    const cs = {};
+    for (const d of devs) cs[d] = await connectPhx(gw.port, { device: d });
+    try {
+      for (const d of devs.slice(0, 3)) assert.equal((await cs[d].join('device', DEVICE_JOIN)).status, 'ok');
+      // device-5 is connected but has not joined `device`
+      const cref = {};
+      for (const d of devs) cref[d] = plat.of('connect').filter((x) => x.req.dev === d).pop().req.cref;
+      const inbox = `nh.gw.${GW_ID}.0`;
+      const notifies = plat.of('notify').length;
+      const topics = (entries, topic = 'device') =>
+        plat.send(inbox, { v: 1, k: 'topics', topic, devs: entries }, { request: true });
+      const got = (d, n) => cs[d].messages.filter((m) => m.topic === 'device' && m.event === 'update' && m.payload.n === n);
+      const pushOn = (t, n) => plat.send(`nh.topic.${t}`, { v: 1, k: 'push', ev: 'update', p: { n } });
+
+      let r = await topics([
+        ['device-1', cref['device-1'], null, 'deployment:8'],
+        ['device-2', cref['device-2'], null, 'deployment:8'],
+        ['nobody', 1, null, 'deployment:8'], // not on this worker
+        ['device-3', cref['device-3'] + 1, null, 'deployment:8'], // another connection of the device
+        ['device-5', cref['device-5'], null, 'deployment:8'], // channel not joined
+        ['device-3', cref['device-3'], null, 'deployment:8'],
+      ]);
+      assert.deepEqual(r, { v: 1, st: 'ok', n: 3 }, 'three entries applied, three skipped');
+      // the reply comes after the subscription was sent: a publish right now reaches the channels
+      await pushOn('deployment:8', 1);
+      for (const d of ['device-1', 'device-2', 'device-3']) assert.ok(await cs[d].waitMessage((m) => m.event === 'update' && m.payload.n === 1), d);
+      await sleep(200);
+      assert.equal(got('device-5', 1).length, 0, 'not joined: nothing');
+      for (const d of ['device-1', 'device-2', 'device-3']) assert.equal(got(d, 1).length, 1, `${d} got the push exactly once`);
+
+      // device-2 moves 8 → 9 (unsubscribe, then subscribe), device-3 leaves 8; idempotent repeats
+      r = await topics([
+        ['device-2', cref['device-2'], 'deployment:8', 'deployment:9'],
+        ['device-3', cref['device-3'], 'deployment:8', null],
+        ['device-3', cref['device-3'], 'deployment:8', null],
+        ['device-1', cref['device-1'], null, 'deployment:8'],
+      ]);
+      assert.equal(r.n, 4);
+      await pushOn('deployment:8', 2);
+      await pushOn('deployment:9', 3);
+      assert.ok(await cs['device-1'].waitMessage((m) => m.event === 'update' && m.payload.n === 2));
+      assert.ok(await cs['device-2'].waitMessage((m) => m.event === 'update' && m.payload.n === 3));
+      await sleep(300);
+      assert.equal(got('device-1', 2).length, 1);
+      assert.equal(got('device-1', 3).length, 0);
+      assert.equal(got('device-2', 2).length, 0, 'device-2 left deployment:8');
+      assert.equal(got('device-3', 2).length + got('device-3', 3).length, 0, 'device-3 follows nothing');
+
+      // the extensions channel is addressed separately: device-1 has not joined it
+      r = await topics([['device-1', cref['device-1'], null, 'deployment:10']], 'extensions');
+      assert.equal(r.n, 0);
+
+      // a move is worker-local and platform-free: no notify call was made for any of it
+      assert.equal(plat.of('notify').length, notifies, 'no notify call');
+      // the topic's NATS subscription goes with its last follower on the worker
+      await topics([['device-1', cref['device-1'], 'deployment:8', null], ['device-2', cref['device-2'], 'deployment:9', null]]);
+      await pushOn('deployment:8', 4);
+      await pushOn('deployment:9', 4);
+      await sleep(300);
+      for (const d of devs) assert.equal(got(d, 4).length, 0, `${d} follows nothing any more`);
+    } finally {
+      for (const d of devs) await cs[d].disconnect();
+    }
+  });
+
+  it('inbox topics: malformed messages are refused whole and harm no session', async () => {
+    const a = await connectPhx(gw.port, { device: 'device-1' });
+    const b = await connectPhx(gw.port, { device: 'device-2' });
+    try {
+      assert.equal((await a.join('device', DEVICE_JOIN)).status, 'ok');
+      assert.equal((await b.join('device', DEVICE_JOIN)).status, 'ok');
+      const crefA = plat.of('connect').filter((x) => x.req.dev === 'device-1').pop().req.cref;
+      const crefB = plat.of('connect').filter((x) => x.req.dev === 'device-2').pop().req.cref;
+      const inbox = `nh.gw.${GW_ID}.0`;
+      const good = ['device-1', crefA, null, 'bad:1'];
+      const many = Array.from({ length: 1025 }, (_, i) => [`d${i}`, i, null, 'bad:1']);
+      many[0] = good;
+      const bad = [
+        { v: 1, k: 'topics', topic: 'device', devs: [good, ['device-2', crefB, null, null]] }, // a no-op entry
+        { v: 1, k: 'topics', topic: 'device', devs: [good, ['device-2', crefB, null, 'a.b']] }, // not a topic
+        { v: 1, k: 'topics', topic: 'device', devs: [good, ['device-2', -1, null, 'bad:1']] }, // negative cref
+        { v: 1, k: 'topics', topic: 'device', devs: [good, ['device-2', crefB, 'bad:1']] }, // 3 elements
+        { v: 1, k: 'topics', topic: 'device', devs: many }, // 1025 entries
+        { v: 1, k: 'topics', topic: 'device', devs: [] },
+        { v: 1, k: 'topics', topic: 'console', devs: [good] },
+        { v: 1, k: 'topics', devs: [good] },
+        { v: 2, k: 'topics', topic: 'device', devs: [good] },
+      ];
+      const since = gw.log().length;
+      for (const m of bad) await plat.send(inbox, m);
+      await plat.send(inbox, new Uint8Array([0x81, 0xa1, 0x76])); // truncated msgpack
+      await waitFor(() => gw.events('inbox_message_invalid').length >= bad.length + 1, 3000, 'every bad message refused');
+      await gw.waitForLog(/event=inbox_message_invalid .*devs/, 1000, since);
+      // nothing of a refused message was applied, and both sessions still work
+      await plat.send('nh.topic.bad:1', { v: 1, k: 'push', ev: 'update', p: { n: 'bad' } });
+      const r = await plat.send(inbox, { v: 1, k: 'topics', topic: 'device', devs: [['device-2', crefB, null, 'ok:1']] }, { request: true });
+      assert.equal(r.n, 1);
+      await plat.send('nh.topic.ok:1', { v: 1, k: 'push', ev: 'update', p: { n: 'ok' } });
+      assert.ok(await b.waitMessage((m) => m.event === 'update' && m.payload.n === 'ok'));
+      await sleep(200);
+      assert.equal(a.messages.filter((m) => m.event === 'update').length, 0, 'device-1 never followed bad:1');
+      assert.deepEqual(await a.heartbeat(), { status: 'ok', response: {} });
+      assert.deepEqual(await b.heartbeat(), { status: 'ok', response: {} });
+    } finally {
+      await a.disconnect();
+      await b.disconnect();
+    }
+  });
+
   it('last-seen heartbeats are batched per worker for devices that sent something', async () => {
     const c = await connectPhx(gw.port, { device: 'device-3', heartbeatIntervalMs: 200 });
     try {
@@ -463,6 +574,28 @@ describe('NATS link: per-channel limits on platform effects', () => {
     }
   });
 
+  it('inbox topics obey --max-follows; an unsubscribe in the same entry frees the slot first', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-9' });
+    try {
+      plat.handlers.join = () => ({ v: 1, st: 'ok', r: {}, s: bin('d'), fx: [['subscribe', 'lim:a'], ['subscribe', 'lim:b']] });
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      const cref = plat.of('connect').filter((x) => x.req.dev === 'device-9').pop().req.cref;
+      const inbox = 'nh.gw.gw-limits.0';
+      const send = (e) => plat.send(inbox, { v: 1, k: 'topics', topic: 'device', devs: [e] }, { request: true });
+      assert.equal((await send(['device-9', cref, null, 'lim:d'])).n, 0, 'a third topic is refused');
+      await gw.waitForLog(/event=follow_limit .*device=device-9 .*topic=lim:d/, 3000);
+      assert.equal((await send(['device-9', cref, 'lim:a', 'lim:d'])).n, 1);
+      for (const t of ['a', 'b', 'd']) await plat.send(`nh.topic.lim:${t}`, { v: 1, k: 'push', ev: `x-${t}`, p: {} });
+      assert.ok(await c.waitMessage((m) => m.event === 'x-b'));
+      assert.ok(await c.waitMessage((m) => m.event === 'x-d'));
+      await sleep(300);
+      assert.equal(c.messages.filter((m) => m.event === 'x-a').length, 0);
+    } finally {
+      delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+
   it('timers: two are filed; a third cancels the oldest', async () => {
     const c = await connectPhx(gw.port, { device: 'device-7' });
     try {
@@ -497,6 +630,48 @@ describe('NATS link: per-channel limits on platform effects', () => {
       assert.deepEqual(got, ['q1', 'q2']);
     } finally {
       delete plat.handlers.join;
+      await c.disconnect();
+    }
+  });
+});
+
+// Inbox `topics` addressed to the wrong worker of a gateway: the entries name devices that worker
+// does not hold, so nothing is applied there, and the right worker still applies them.
+describe('NATS link: inbox topics across workers', () => {
+  let nats, gw, plat;
+  const it = gwTest(() => gw);
+
+  before(async () => {
+    nats = await startNats();
+    plat = await new FakePlatform(nats.url).start();
+    gw = await startGateway({
+      workers: 2,
+      args: ['--link', 'nats', '--nats-url', nats.url, '--gateway-id', 'gw-two'],
+    });
+    await waitFor(() => gw.events('nats_connected').length >= 2, 10000, 'both workers on NATS');
+  });
+  after(async () => {
+    await gw?.stop();
+    await plat?.stop();
+    await nats?.stop();
+  });
+
+  it('the wrong worker skips the entry; the right one applies it', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-4' });
+    try {
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      const conn = plat.of('connect').filter((x) => x.req.dev === 'device-4').pop().req;
+      const entry = ['device-4', conn.cref, null, 'deployment:3'];
+      const other = await plat.send(`nh.gw.gw-two.${1 - conn.w}`, { v: 1, k: 'topics', topic: 'device', devs: [entry] }, { request: true });
+      assert.deepEqual(other, { v: 1, st: 'ok', n: 0 });
+      await plat.send('nh.topic.deployment:3', { v: 1, k: 'push', ev: 'update', p: { n: 1 } });
+      await sleep(300);
+      assert.equal(c.messages.filter((m) => m.event === 'update').length, 0);
+      const own = await plat.send(`nh.gw.gw-two.${conn.w}`, { v: 1, k: 'topics', topic: 'device', devs: [entry] }, { request: true });
+      assert.equal(own.n, 1);
+      await plat.send('nh.topic.deployment:3', { v: 1, k: 'push', ev: 'update', p: { n: 2 } });
+      assert.ok(await c.waitMessage((m) => m.event === 'update' && m.payload.n === 2));
+    } finally {
       await c.disconnect();
     }
   });

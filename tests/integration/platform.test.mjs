@@ -93,7 +93,8 @@ function fakeInbox(gw, w, status = () => 'ok') {
       if (err) return;
       const d = decode(m.data);
       got.push(d);
-      if (m.reply) m.respond(encode({ v: 1, st: status(d) }));
+      // the reply to `topics` (LINK.md §6.1) counts the entries applied: all of them here
+      if (m.reply) m.respond(encode(d.k === 'topics' ? { v: 1, st: 'ok', n: d.devs.length } : { v: 1, st: status(d) }));
     },
   });
   return {
@@ -423,12 +424,15 @@ describe('deployments', () => {
     assert.deepEqual(push.p, expectedPayload(FW2, depId));
     assert.equal(Object.keys(push.p).length, 7);
     await ev.next('update_sent');
-    // the channel is told to follow the deployment; following does not push twice
-    const follow = await inbox.next((m) => m.k === 'notify' && m.dev === 'dep-a', 'follow notify');
-    const n = await call('notify', { dev: 'dep-a', topic: 'device', s: devs['dep-a'], msg: follow.msg, cref: 42 });
-    assert.deepEqual(n.fx, [['subscribe', `deployment:${depId}`]]);
+    // the worker moves the channel onto the deployment's topic itself: no notify call
+    const move = await inbox.next((m) => m.k === 'topics', 'topics move');
+    assert.deepEqual(move, { v: 1, k: 'topics', topic: 'device', devs: [['dep-a', 42, null, `deployment:${depId}`]] });
+    assert.equal(c.moved, 1);
+    assert.equal(c.move_failed, 0);
     await sleep(300);
-    assert.equal(inbox.got.filter((m) => m.dev !== 'dep-a').length, 0, 'non-matching devices got nothing');
+    assert.equal(inbox.got.filter((m) => m.k === 'notify').length, 0, 'no follow notify');
+    const named = inbox.got.flatMap((m) => (m.k === 'topics' ? m.devs.map((e) => e[0]) : [m.dev]));
+    assert.deepEqual(named.filter((d) => d !== 'dep-a'), [], 'non-matching devices got nothing');
     const shown = (await api('devices.show', { id: 'dep-a' })).device;
     assert.equal(shown.deployment_id, depId);
     assert.equal(shown.inflight_update.uuid, FW2.uuid);
@@ -480,19 +484,96 @@ describe('deployments', () => {
     assert.equal(list.deployments.find((d) => d.id === depId).firmware.uuid, FW3.uuid);
   });
 
-  test('deleting a deployment tells its followers to re-evaluate (they unsubscribe)', async () => {
+  test('deleting a deployment moves its online devices off its topic; a follow notify covers the rest', async () => {
+    // dep-a (online, recorded in depId) is moved by its worker; dep-d joined into depId but has no
+    // registry entry, so only the follow notify on the dead topic can reach it
     const got = [];
     const sub = nc.subscribe(`${P}.topic.deployment:${depId}`, { callback: (e, m) => !e && got.push(decode(m.data)) });
+    const inbox = fakeInbox(GW, 7);
     await nc.flush();
-    assert.deepEqual(await api('deployment.delete', { id: depId }), { ok: true });
+    const del = await api('deployment.delete', { id: depId });
+    assert.equal(del.ok, true);
+    assert.equal(del.deployment.id, depId);
+    assert.equal(del.fanout, 'scan');
+    assert.equal(del.matched, 1, 'dep-a was in it');
+    assert.equal(del.pushed, 0, 'dep-a matches nothing else');
+    assert.equal(del.moved, 1);
+    assert.equal(del.move_failed, 0);
+    const moves = inbox.got.filter((m) => m.k === 'topics');
+    assert.deepEqual(moves, [{ v: 1, k: 'topics', topic: 'device', devs: [['dep-a', 42, `deployment:${depId}`, null]] }]);
+    assert.equal(inbox.got.filter((m) => m.k !== 'topics').length, 0, 'no push, no notify through the inbox');
+    assert.equal((await api('devices.show', { id: 'dep-a' })).device.deployment_id, null);
     await waitFor(() => got.length === 1, 5000, 'topic notify');
     assert.equal(got[0].k, 'notify');
     const n = await call('notify', { dev: 'dep-d', topic: 'device', s: tagged.session, msg: got[0].msg, from: `deployment:${depId}`, cref: 9 });
     assert.deepEqual(n.fx, [['unsubscribe', `deployment:${depId}`]]);
     sub.unsubscribe();
+    inbox.sub.unsubscribe();
     assert.equal((await api('deployment.delete', { id: depId })).code, 'not_found');
+    assert.equal((await api('deployment.delete', { id: 'x' })).code, 'bad_request');
     assert.equal((await api('deployment.create', { name: 'bad', firmware: { ...FW2, version: '1.0' } })).code, 'bad_request');
     assert.equal((await api('deployment.create', { name: 'bad', firmware: FW2, conditions: { version: '>= 1.0' } })).code, 'bad_request');
+  });
+
+  test('deleting a deployment sends its devices to the next matching one, with its update', async () => {
+    // del-x matches `low` and `high` (the higher id wins); del-y matches only `high`
+    for (const [id, tags, cref] of [['del-x', ['lo', 'del'], 55], ['del-y', ['del'], 56]]) {
+      await api('devices.create', { identifier: id, fingerprint: fp(), tags });
+      await call('connect', { dev: id, s: bytes('x'), peer: '127.0.0.1:1', cref });
+      await joinDevice(id, bytes('x'), linkPayload(), cref);
+      await register(id, { w: 5, cref });
+    }
+    const inbox = fakeInbox(GW, 5);
+    const ev = watchEvents('del-x');
+    await nc.flush();
+    const FW_LOW = { ...FW2, uuid: 'dddddddd-0000-4000-8000-000000000004', url: 'https://firmware.example/low.fw' };
+    const FW_HIGH = { ...FW2, uuid: 'eeeeeeee-0000-4000-8000-000000000005', url: 'https://firmware.example/high.fw' };
+    const low = await api('deployment.create', { name: 'del-low', firmware: FW_LOW, conditions: { tags: ['lo'] } });
+    assert.equal(low.moved, 1);
+    // as if del-x had given the low update up: only an in-flight update blocks the next one
+    await rc.cmd('HDEL', `${P}:pf:dev:del-x`, 'inflight');
+    const high = await api('deployment.create', { name: 'del-high', firmware: FW_HIGH, conditions: { tags: ['del'] } });
+    assert.equal(high.matched, 2);
+    assert.equal(high.moved, 2);
+    const hid = high.deployment.id;
+    const lid = low.deployment.id;
+    assert.equal((await api('devices.show', { id: 'del-x' })).device.deployment_id, hid);
+    assert.equal((await api('devices.show', { id: 'del-y' })).device.deployment_id, hid);
+    await rc.cmd('HDEL', `${P}:pf:dev:del-x`, 'inflight');
+    inbox.got.length = 0;
+    ev.got.length = 0;
+
+    const del = await api('deployment.delete', { id: hid });
+    assert.equal(del.fanout, 'scan');
+    assert.equal(del.matched, 2, 'both were in it');
+    assert.equal(del.moved, 2);
+    assert.equal(del.move_failed, 0);
+    const moves = inbox.got.filter((m) => m.k === 'topics').flatMap((m) => m.devs);
+    const byDev = Object.fromEntries(moves.map((e) => [e[0], e]));
+    assert.deepEqual(byDev['del-x'], ['del-x', 55, `deployment:${hid}`, `deployment:${lid}`]);
+    assert.deepEqual(byDev['del-y'], ['del-y', 56, `deployment:${hid}`, null]);
+    const push = inbox.got.filter((m) => m.k === 'push');
+    assert.deepEqual(push.map((m) => m.dev), ['del-x'], 'only del-x gets an update: low\'s');
+    assert.equal(push[0].cref, 55);
+    assert.deepEqual(push[0].p, expectedPayload(FW_LOW, lid));
+    assert.equal(del.pushed, 1);
+    assert.equal(inbox.got.filter((m) => m.k === 'notify').length, 0, 'no notify');
+    const sent = await ev.next('update_sent');
+    assert.equal(sent.deployment_id, lid);
+    assert.equal(sent.via, 'inbox');
+    assert.equal((await api('devices.show', { id: 'del-x' })).device.deployment_id, lid);
+    assert.equal((await api('devices.show', { id: 'del-y' })).device.deployment_id, null);
+
+    // the worker does not answer: the move is reported failed
+    inbox.sub.unsubscribe();
+    const silent = nc.subscribe(`${P}.gw.${GW}.5`, { callback: () => {} });
+    await nc.flush();
+    const del2 = await api('deployment.delete', { id: lid });
+    assert.equal(del2.matched, 1);
+    assert.equal(del2.moved, 0);
+    assert.equal(del2.move_failed, 1);
+    silent.unsubscribe();
+    ev.sub.unsubscribe();
   });
 
   test('manual update, reboot and identify report ok / offline / gone / not_found', async () => {

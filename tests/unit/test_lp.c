@@ -39,7 +39,8 @@ enum {
     M_TOPIC,
     M_ISTATUS,
     M_CREPLY, /* console_attach reply */
-    M_COUT    /* console output */
+    M_COUT,   /* console output */
+    M_TREPLY  /* the reply to an inbox `topics` */
 };
 
 /* Decodes from a copy that ends at a guard page, so any over-read faults. Only the status is
@@ -54,6 +55,7 @@ static int dec_guarded(int kind, const uint8_t *p, size_t n, const char **err)
     enum lp_inbox_status st;
     struct lp_console_reply cr;
     struct lp_console_out co;
+    uint32_t applied;
     int rc;
     if (kind < M_REP)
         rc = lp_decode_request((enum lp_call)(kind - M_REQ), g, n, &rq, err);
@@ -67,6 +69,8 @@ static int dec_guarded(int kind, const uint8_t *p, size_t n, const char **err)
         rc = lp_decode_console_reply(g, n, &cr, err);
     else if (kind == M_COUT)
         rc = lp_decode_console_out(g, n, &co, err);
+    else if (kind == M_TREPLY)
+        rc = lp_decode_topics_reply(g, n, &applied, err);
     else
         rc = lp_decode_inbox_status(g, n, &st, err);
     test_guard_free(g);
@@ -99,6 +103,18 @@ static void print_hex(const char *label, const uint8_t *p, size_t n)
 static struct lp_kv g_x[2][LP_MAX_X + 1];
 static struct lp_hb g_hb[2][LP_MAX_HEARTBEATS + 1];
 static struct lp_effect g_fx[2][LP_MAX_EFFECTS + 1];
+static struct lp_move g_mv[2][LP_MAX_MOVES + 1];
+
+static void inbox_lists(struct lp_inbox *m, int slot)
+{
+    if (!m->moves) {
+        size_t n = 0;
+        while (n <= LP_MAX_MOVES && lp_move_next(&m->moves_iter, &g_mv[slot][n]))
+            n++;
+        ASSERT_EQ(n, m->n_moves);
+        m->moves = g_mv[slot];
+    }
+}
 
 static void req_lists(struct lp_request *r, int slot)
 {
@@ -192,8 +208,19 @@ static void rep_eq(struct lp_reply a, struct lp_reply b)
         effect_eq(&a.effects[i], &b.effects[i]);
 }
 
-static void inbox_eq(const struct lp_inbox *a, const struct lp_inbox *b)
+static void inbox_eq(const struct lp_inbox *pa, const struct lp_inbox *pb)
 {
+    struct lp_inbox a1 = *pa, b1 = *pb;
+    const struct lp_inbox *a = &a1, *b = &b1;
+    inbox_lists(&a1, 0);
+    inbox_lists(&b1, 1);
+    ASSERT_EQ(a->n_moves, b->n_moves);
+    for (size_t i = 0; i < a->n_moves; i++) {
+        SPAN_EQ(a->moves[i].dev, b->moves[i].dev);
+        ASSERT(a->moves[i].cref == b->moves[i].cref);
+        SPAN_EQ(a->moves[i].unsub, b->moves[i].unsub);
+        SPAN_EQ(a->moves[i].sub, b->moves[i].sub);
+    }
     ASSERT_EQ(a->kind, b->kind);
     SPAN_EQ(a->dev, b->dev);
     ASSERT_EQ(a->has_cref, b->has_cref);
@@ -402,6 +429,17 @@ static struct lp_inbox sample_inbox(enum lp_inbox_kind k, int variant)
         m.op = S("op-1");
         m.has_cref = true, m.cref = 9;
         break;
+    case LP_IN_TOPICS: {
+        static const struct lp_move mv[] = {
+            {CS("dev-1"), 9, CS("deployment:1"), CS("deployment:2")},
+            {CS("dev-2"), 0x100000000ull, {NULL, 0}, CS("deployment:2")},
+            {CS("dev-3"), 0, CS("deployment:2"), {NULL, 0}},
+        };
+        m.dev = (struct lp_span){NULL, 0};
+        m.topic = S(variant ? "extensions" : "device");
+        m.moves = mv, m.n_moves = variant ? 1 : 3;
+        break;
+    }
     }
     return m;
 }
@@ -549,6 +587,16 @@ static const struct golden GOLDEN[] = {
     {M_ISTATUS, LP_IST_OK, "82 a1 76 01 a2 7374 a2 6f6b"},
     {M_ISTATUS, LP_IST_GONE, "82 a1 76 01 a2 7374 a4 676f6e65"},
     {M_ISTATUS, LP_IST_NOT_JOINED, "82 a1 76 01 a2 7374 aa 6e6f745f6a6f696e6564"},
+    /* topics: {v,k,topic:"device",devs:[["dev-1",9,"deployment:1","deployment:2"],
+     *  ["dev-2",2^32,nil,"deployment:2"],["dev-3",0,"deployment:2",nil]]} */
+    {M_INBOX, LP_IN_TOPICS,
+     "84 a1 76 01 a1 6b a6 746f70696373 a5 746f706963 a6 646576696365 a4 64657673 93"
+     " 94 a5 6465762d31 09 ac 6465706c6f796d656e743a31 ac 6465706c6f796d656e743a32"
+     " 94 a5 6465762d32 cf 0000000100000000 c0 ac 6465706c6f796d656e743a32"
+     " 94 a5 6465762d33 00 ac 6465706c6f796d656e743a32 c0"},
+    /* its reply: {v,st:"ok",n} */
+    {M_TREPLY, 3, "83 a1 76 01 a2 7374 a2 6f6b a1 6e 03"},
+    {M_TREPLY, LP_MAX_MOVES, "83 a1 76 01 a2 7374 a2 6f6b a1 6e cd 0400"},
 };
 #define N_GOLDEN (sizeof(GOLDEN) / sizeof(GOLDEN[0]))
 
@@ -587,6 +635,8 @@ static int encode_sample(const struct golden *g, struct lp_out *o)
         struct lp_console_out m = sample_cout(g->variant);
         return lp_encode_console_out(o, &m);
     }
+    if (g->kind == M_TREPLY)
+        return lp_encode_topics_reply(o, (uint32_t)g->variant);
     return lp_encode_inbox_status(o, (enum lp_inbox_status)g->variant);
 }
 
@@ -625,6 +675,11 @@ static void check_decodes_to_sample(const struct golden *g, const uint8_t *p, si
         if (lp_decode_console_out(p, n, &m, &err))
             TEST_FAIL("golden console out %d: %s", g->variant, err);
         cout_eq(&m, &want);
+    } else if (g->kind == M_TREPLY) {
+        uint32_t applied = 12345;
+        if (lp_decode_topics_reply(p, n, &applied, &err))
+            TEST_FAIL("golden topics reply %d: %s", g->variant, err);
+        ASSERT_EQ(applied, (uint32_t)g->variant);
     } else {
         enum lp_inbox_status st = (enum lp_inbox_status) - 1;
         if (lp_decode_inbox_status(p, n, &st, &err))
@@ -728,6 +783,7 @@ TEST(lp_decoding_as_the_wrong_call)
     ASSERT_EQ(dec_guarded(M_ISTATUS, b, n, NULL), -1);
     ASSERT_EQ(dec_guarded(M_CREPLY, b, n, NULL), -1);
     ASSERT_EQ(dec_guarded(M_COUT, b, n, NULL), -1);
+    ASSERT_EQ(dec_guarded(M_TREPLY, b, n, NULL), -1);
     free(b);
     struct lp_request r;
     struct lp_reply rp;
@@ -810,7 +866,7 @@ TEST(lp_roundtrip_replies)
 
 TEST(lp_roundtrip_inbox_topic_status)
 {
-    for (int k = LP_IN_PUSH; k <= LP_IN_CONSOLE_DETACH; k++) {
+    for (int k = LP_IN_PUSH; k <= LP_IN_TOPICS; k++) {
         for (int v = 0; v < 2; v++) {
             struct lp_inbox want = sample_inbox((enum lp_inbox_kind)k, v), got;
             struct lp_out o = {0};
@@ -1000,6 +1056,13 @@ static const struct model MODELS[] = {
       {"scrollback", "b:iex> ", 'b', false},
       {"version", "s:1.0.0", 's', false}}},
     {"console out", M_COUT, {F_V, {"ev", "s:file-data", 's', true}, {"p", "h:80", 'o', true}}},
+    {"inbox topics",
+     M_INBOX,
+     {F_V,
+      {"k", "s:topics", 's', true},
+      {"topic", "s:device", 's', true},
+      {"devs", "h:92 94 a1 61 07 c0 a3 742d31 94 a1 62 00 a3 742d31 c0", 'a', true}}},
+    {"topics reply", M_TREPLY, {F_V, {"st", "s:ok", 's', true}, {"n", "u:2", 'u', true}}},
 };
 #define N_MODELS (sizeof(MODELS) / sizeof(MODELS[0]))
 
@@ -1493,6 +1556,115 @@ TEST(lp_limit_heartbeats)
     ASSERT_EQ(model_with_hex("heartbeat", "devs", "91 a1 61"), -1);
 }
 
+/* Inbox `topics` (LINK.md §6.1): 1..LP_MAX_MOVES entries, each [dev, cref, unsub|nil, sub|nil]. */
+TEST(lp_limit_topics_moves)
+{
+    for (int big = 0; big < 2; big++) {
+        struct lp_out o = {0};
+        uint32_t n = LP_MAX_MOVES + (uint32_t)big;
+        lp_mp_array(&o, n);
+        for (uint32_t i = 0; i < n; i++) {
+            char dev[16];
+            snprintf(dev, sizeof(dev), "d%u", i);
+            lp_mp_array(&o, 4), lp_mp_cstr(&o, dev), lp_mp_uint(&o, i), lp_mp_nil(&o);
+            lp_mp_cstr(&o, "deployment:7");
+        }
+        ASSERT_EQ(model_with("inbox topics", "devs", (struct lp_span){o.p, o.n}), -big);
+        lp_out_free(&o);
+    }
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "90"), -1); /* empty */
+    /* entries: the model's first one, varied */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 c0 a3 742d31"), 0);
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 a3 742d31 c0"), 0);
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 a3 742d31 a3 742d31"), 0);
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 c0 c0"), -1);        /* no-op */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 93 a1 61 07 a3 742d31"), -1);    /* arity 3 */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 95 a1 61 07 c0 a3 742d31 c0"), -1);
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a0 07 c0 a3 742d31"), -1);    /* empty dev */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a3 612e62 07 c0 a3 742d31"), -1); /* a.b */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 c4 01 61 07 c0 a3 742d31"), -1);  /* bin dev */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 ff c0 a3 742d31"), -1);     /* cref -1 */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 c0 c0 a3 742d31"), -1);     /* cref nil */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 c0 a3 742e31"), -1);     /* t.1 */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 a0 c0"), -1);            /* "" */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 c4 01 74 c0"), -1);      /* bin topic */
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 a1 61"), -1);
+    ASSERT_EQ(model_with_hex("inbox topics", "devs", "91 94 a1 61 07 c0"), -1); /* truncated entry */
+    /* the channel: a call topic only */
+    ASSERT_EQ(model_with("inbox topics", "topic", enc_str(S("extensions"))), 0);
+    ASSERT_EQ(model_with("inbox topics", "topic", enc_str(S("console"))), -1);
+    ASSERT_EQ(model_with("inbox topics", "topic", enc_str(S("deployment:1"))), -1);
+    /* dev and topic at their limits inside an entry */
+    struct lp_span d128 = rep('d', LP_MAX_ID), d129 = rep('d', LP_MAX_ID + 1);
+    struct lp_span t128 = rep('t', LP_MAX_TOPIC), t129 = rep('t', LP_MAX_TOPIC + 1);
+    for (int k = 0; k < 4; k++) {
+        struct lp_out o = {0};
+        lp_mp_array(&o, 1), lp_mp_array(&o, 4);
+        lp_mp_str(&o, (k == 1 ? d129 : d128).p, (k == 1 ? d129 : d128).n);
+        lp_mp_uint(&o, UINT64_MAX);
+        lp_mp_str(&o, (k == 2 ? t129 : t128).p, (k == 2 ? t129 : t128).n);
+        lp_mp_str(&o, (k == 3 ? t129 : t128).p, (k == 3 ? t129 : t128).n);
+        ASSERT_EQ(model_with("inbox topics", "devs", (struct lp_span){o.p, o.n}), k == 0 ? 0 : -1);
+        lp_out_free(&o);
+    }
+    /* the topics reply: n ≤ LP_MAX_MOVES, st ok only */
+    ASSERT_EQ(model_with_hex("topics reply", "n", "cd 0400"), 0);
+    ASSERT_EQ(model_with_hex("topics reply", "n", "cd 0401"), -1);
+    ASSERT_EQ(model_with_hex("topics reply", "st", "a4 676f6e65"), -1);
+}
+
+TEST(lp_encoder_limits_topics)
+{
+    /* the largest message: LP_MAX_MOVES entries with every field at its limit, under 1 MiB */
+    static struct lp_move mv[LP_MAX_MOVES + 1];
+    struct lp_span d = rep('d', LP_MAX_ID), t = rep('t', LP_MAX_TOPIC);
+    for (size_t i = 0; i <= LP_MAX_MOVES; i++)
+        mv[i] = (struct lp_move){d, UINT64_MAX, t, t};
+    struct lp_inbox m = {.kind = LP_IN_TOPICS, .topic = S("device"), .moves = mv, .n_moves = LP_MAX_MOVES};
+    struct lp_out o = {0};
+    ASSERT_EQ(lp_encode_inbox(&o, &m), 0);
+    ASSERT(o.n <= 410u * 1024);
+    struct lp_inbox got;
+    ASSERT_EQ(lp_decode_inbox(o.p, o.n, &got, NULL), 0);
+    ASSERT_EQ(got.kind, LP_IN_TOPICS);
+    ASSERT_EQ(got.n_moves, LP_MAX_MOVES);
+    struct lp_move x;
+    size_t seen = 0;
+    while (lp_move_next(&got.moves_iter, &x)) {
+        ASSERT(x.cref == UINT64_MAX);
+        ASSERT_EQ(x.dev.n, LP_MAX_ID);
+        seen++;
+    }
+    ASSERT_EQ(seen, LP_MAX_MOVES);
+    lp_out_reset(&o);
+    m.n_moves = LP_MAX_MOVES + 1;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    m.n_moves = 0;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    m.n_moves = 1, m.moves = NULL;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    /* an invalid entry is refused as a whole, and nothing is left in the buffer */
+    struct lp_move bad[2] = {{S("ok"), 1, S("a"), S("b")}, {S("x"), 1, {NULL, 0}, {NULL, 0}}};
+    m.moves = bad, m.n_moves = 2;
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    bad[1].sub = S("a.b");
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    bad[1].sub = S("b"), bad[1].dev = rep('d', LP_MAX_ID + 1);
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    bad[1].dev = S("x");
+    m.topic = S("console");
+    ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
+    ASSERT_EQ(o.n, 0);
+    m.topic = S("device");
+    ASSERT_EQ(lp_encode_inbox(&o, &m), 0);
+    lp_out_reset(&o);
+    ASSERT_EQ(lp_encode_topics_reply(&o, LP_MAX_MOVES), 0);
+    lp_out_reset(&o);
+    ASSERT_EQ(lp_encode_topics_reply(&o, LP_MAX_MOVES + 1), -1);
+    ASSERT_EQ(o.n, 0);
+    lp_out_free(&o);
+}
+
 /* n nested arrays around 0 */
 static struct lp_span nested(size_t n)
 {
@@ -1808,7 +1980,7 @@ TEST(lp_encoder_inbox_and_topic_checks)
     m = sample_inbox(LP_IN_NOTIFY, 0);
     m.msg = rep('m', LP_MAX_MSG + 1);
     ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
-    m.kind = (enum lp_inbox_kind)5;
+    m.kind = (enum lp_inbox_kind)(LP_IN_TOPICS + 1);
     ASSERT_EQ(lp_encode_inbox(&o, &m), -1);
     m = sample_inbox(LP_IN_NOTIFY, 0);
     m.dev = rep('d', LP_MAX_ID + 1);
