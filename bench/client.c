@@ -35,7 +35,7 @@ const char *const cl_counter_names[C_COUNT] = {
     "started", "tcp_connected", "tls_done", "tls_full", "tls_resumed", "tls13", "upgraded", "pmd",
     "device_joined", "extensions_joined", "ready", "active", "pending", "heartbeats_sent",
     "heartbeats_ok", "heartbeat_sessions", "messages_in", "messages_out", "pushes", "inflated", "cycles",
-    "reconnects", "recovered", "updates",
+    "reconnects", "recovered", "updates", "console_joined", "console_dn", "console_up",
 };
 
 const char *const cl_error_names[E_COUNT] = {
@@ -52,7 +52,8 @@ const char *const cl_error_names[E_COUNT] = {
 #define REF_DEVICE_JOIN 1
 #define REF_IFACE 2
 #define REF_EXT_JOIN 3
-#define REF_FIRST_FREE 4
+#define REF_CON_JOIN 4
+#define REF_FIRST_FREE 5
 
 enum st {
     S_CONNECT,
@@ -63,6 +64,7 @@ enum st {
     S_UPGRADE,
     S_JOIN,
     S_EXT_JOIN,
+    S_CON_JOIN,
     S_OPEN,
 };
 
@@ -153,6 +155,7 @@ struct wk {
     struct buf join_msg[2];   /* encoded device join per format (0 JSON, 1 msgpack) */
     struct buf iface_msg[2];
     struct buf ext_msg[2];
+    struct buf con_msg[2];
 };
 
 static uint64_t now_us(void)
@@ -810,6 +813,63 @@ static void on_update(struct conn *c, const struct phx_msg *m, uint64_t t)
         d->fan_n++;
 }
 
+/* The last join is answered: join `console` (cfg->console) or the session is set up. Returns 0, or
+ * -1 when the connection failed (and is freed). */
+static int after_joins(struct conn *c, uint64_t t)
+{
+    struct wk *w = c->w;
+    if (!w->cfg->console) {
+        become_ready(c);
+        return 0;
+    }
+    struct buf *b = &w->con_msg[fmt_of(c)];
+    c->state = S_CON_JOIN;
+    c->t_mark = t;
+    return ws_send(c, data_op(c), b->p, b->len);
+}
+
+/* A push on `console`: `dn {data}` is echoed at once as `up {data}` on the console join, as a
+ * shell echoes keystrokes (the console bench times operator -> device -> operator with it); other
+ * events (window_size, file-data...) are taken in silence. Returns 0, or -1 when the connection is
+ * gone. */
+static int on_console_push(struct conn *c, const struct phx_msg *m)
+{
+    struct wk *w = c->w;
+    char d[CL_SAMPLE_LEN];
+    if (w->cfg->strict && (!m->has_join_ref || !span_is(m->join_ref, "4") || m->has_ref)) {
+        snprintf(d, sizeof(d), "console %.*s push: join_ref %.*s, ref %.*s (want 4, null)", (int)MIN(m->event.len, 20),
+                 m->event.p, (int)(m->has_join_ref ? m->join_ref.len : 4), m->has_join_ref ? m->join_ref.p : "null",
+                 (int)(m->has_ref ? m->ref.len : 4), m->has_ref ? m->ref.p : "null");
+        conn_fail(c, E_STRICT, d);
+        return -1;
+    }
+    if (!span_is(m->event, "dn"))
+        return 0;
+    ctr_add(w, C_CON_DN, 1);
+    struct span data;
+    if (c->state != S_OPEN || !phx_mp_map_get(m->payload, "data", &data)) {
+        snprintf(d, sizeof(d), "console dn %s", c->state != S_OPEN ? "before the console join" : "without data");
+        conn_fail(c, E_BAD_REPLY, d);
+        return -1;
+    }
+    /* up {data: <the dn's data value as it came, str or bin>} */
+    struct buf *p = &w->expect; /* free here: strict compares only replies */
+    p->len = 0;
+    char ref[16];
+    int rl = snprintf(ref, sizeof(ref), "%u", ++c->ref);
+    struct span jr = SPAN_LIT("4"), rs = { ref, (size_t)rl };
+    w->scratch.len = 0;
+    if (phx_mp_put_map(1, p, MAX_MESSAGE) != 0 || phx_mp_put_str(SPAN_LIT("data"), p, MAX_MESSAGE) != 0 ||
+        buf_try_append(p, data.p, data.len, MAX_MESSAGE) != 0 ||
+        phx_encode(fmt_of(c) ? PHX_FMT_MSGPACK : PHX_FMT_JSON, &jr, &rs, SPAN_LIT("console"), SPAN_LIT("up"),
+                   (struct span){ (const char *)p->p, p->len }, &w->scratch, MAX_MESSAGE) != 0) {
+        conn_fail(c, E_IO, "cannot encode the console echo");
+        return -1;
+    }
+    ctr_add(w, C_CON_UP, 1);
+    return ws_send(c, data_op(c), w->scratch.p, w->scratch.len);
+}
+
 /* A whole Phoenix message. Returns 0, or -1 when the connection is gone. */
 static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t *p, size_t n)
 {
@@ -847,6 +907,8 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
         ctr_add(w, C_PUSHES, 1);
         if (span_is(m.event, "update") && span_is(m.topic, "device"))
             on_update(c, &m, t);
+        else if (span_is(m.topic, "console") && !span_is(m.event, "phx_close") && !span_is(m.event, "phx_error"))
+            ret = on_console_push(c, &m);
         else if (span_is(m.event, "phx_close") || span_is(m.event, "phx_error")) {
             snprintf(d, sizeof(d), "%.*s on %.*s", (int)m.event.len, m.event.p, (int)m.topic.len, m.topic.p);
             note_error(w, E_CHANNEL_CLOSED, d);
@@ -899,8 +961,8 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
                 c->t_mark = t;
                 if (ws_send(c, data_op(c), b->p, b->len) != 0)
                     ret = -1;
-            } else if (ret == 0) {
-                become_ready(c);
+            } else if (ret == 0 && after_joins(c, t) != 0) {
+                ret = -1;
             }
         }
     } else if (c->state == S_EXT_JOIN && ref_is(&m, REF_EXT_JOIN)) {
@@ -920,6 +982,24 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
         } else {
             hist_record(&w->slot->h_ext_join, t - c->t_mark);
             ctr_add(w, C_EXT_JOINED, 1);
+            if (after_joins(c, t) != 0)
+                ret = -1;
+        }
+    } else if (c->state == S_CON_JOIN && ref_is(&m, REF_CON_JOIN)) {
+        /* NervesHub answers the console join with ok {} (device-protocol.md §3.4), as nhgw does */
+        if (!span_is(m.topic, "console") || !m.has_join_ref || !span_is(m.join_ref, "4")) {
+            describe_reply(&m, d, sizeof(d));
+            conn_fail(c, E_BAD_REPLY, d);
+            ret = -1;
+        } else if (!reply_ok(&m, w->cfg->strict, &resp)) {
+            describe_reply(&m, d, sizeof(d));
+            conn_fail(c, E_JOIN_REFUSED, d);
+            ret = -1;
+        } else if (!strict_ok(c, p, n, "4", "4", "console")) {
+            ret = -1;
+        } else {
+            hist_record(&w->slot->h_con_join, t - c->t_mark);
+            ctr_add(w, C_CON_JOINED, 1);
             become_ready(c);
         }
     } else {
@@ -1227,7 +1307,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     static const enum cl_error by_state[] = {
         [S_CONNECT] = E_CONNECT_TIMEOUT, [S_TLS] = E_TLS_TIMEOUT, [S_DRAIN] = E_TLS_TIMEOUT,
         [S_TLS_IDLE] = E_TLS_TIMEOUT, [S_UPGRADE] = E_UPGRADE_TIMEOUT, [S_JOIN] = E_JOIN_TIMEOUT,
-        [S_EXT_JOIN] = E_JOIN_TIMEOUT, [S_OPEN] = E_IO,
+        [S_EXT_JOIN] = E_JOIN_TIMEOUT, [S_CON_JOIN] = E_JOIN_TIMEOUT, [S_OPEN] = E_IO,
     };
     char d[CL_SAMPLE_LEN];
     snprintf(d, sizeof(d), "no progress for %u ms", w->cfg->timeout_ms);
@@ -1434,6 +1514,9 @@ static const char DEVICE_JOIN[] =
 static const char IFACE[] = "[\"1\",\"2\",\"device\",\"report_network_interface\",{\"interface\":\"eth0\"}]";
 static const char EXT_JOIN[] =
     "[\"3\",\"3\",\"extensions\",\"phx_join\",{\"geo\":\"0.0.1\",\"health\":\"0.0.1\",\"network_identity\":\"0.0.1\"}]";
+/* link with remote_iex: true (device-protocol.md §3.4) */
+static const char CON_JOIN[] =
+    "[\"4\",\"4\",\"console\",\"phx_join\",{\"console_version\":\"2.0.0\",\"device_api_version\":\"2.3.0\"}]";
 
 static int setup_tls(struct wk *w)
 {
@@ -1446,6 +1529,8 @@ static int setup_tls(struct wk *w)
     SSL_CTX_set_mode(w->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(w->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_sess_set_new_cb(w->ctx, on_new_session);
+    if (cfg->resume_id)
+        SSL_CTX_set_options(w->ctx, SSL_OP_NO_TICKET); /* the server then issues a session ID */
     if (cfg->groups[0] && !SSL_CTX_set1_curves_list(w->ctx, cfg->groups)) {
         fprintf(stderr, "nhbench: bad --groups %s\n", cfg->groups);
         return -1;
@@ -1470,6 +1555,7 @@ void cl_slot_init(struct cl_slot *s)
     hist_init(&s->h_upgrade);
     hist_init(&s->h_join);
     hist_init(&s->h_ext_join);
+    hist_init(&s->h_con_join);
     for (int i = 0; i < CL_FAN_MAX; i++)
         hist_init(&s->h_fan[i]);
     hist_init(&s->h_setup);
@@ -1523,7 +1609,7 @@ int cl_worker_run(const struct cl_cfg *cfg, int index, struct cl_slot *slot, vol
         return 1;
     }
     if (encode_json(w, DEVICE_JOIN, w->join_msg) != 0 || encode_json(w, IFACE, w->iface_msg) != 0 ||
-        encode_json(w, EXT_JOIN, w->ext_msg) != 0) {
+        encode_json(w, EXT_JOIN, w->ext_msg) != 0 || encode_json(w, CON_JOIN, w->con_msg) != 0) {
         fprintf(stderr, "nhbench worker %d: cannot encode the join messages\n", index);
         return 1;
     }

@@ -48,8 +48,10 @@ struct cl_cfg {
     uint32_t timeout_ms;        /* deadline for connect .. joined */
     int tls_max;                /* highest TLS version: TLS1_2_VERSION (link's only one) or TLS1_3_VERSION */
     bool resume;                /* offer the device's previous session (ticket) */
+    bool resume_id;             /* with resume: offer no ticket, resume by TLS 1.2 session ID (Erlang's ssl) */
     bool strict;                /* compare replies byte for byte and require what nhgw must answer */
     bool extensions;            /* join `extensions` after `device` */
+    bool console;               /* then join `console` and echo every `dn` back as `up` (a shell echoing) */
     bool report_iface;          /* send report_network_interface after the device join, like link */
     bool linger0;               /* close with RST (SO_LINGER 0) instead of close_notify + FIN */
     int workers;                /* worker processes in this run */
@@ -108,6 +110,9 @@ enum cl_counter {
     C_RECONNECTS,   /* storm: connection attempts started after the drop */
     C_RECOVERED,    /* storm: devices joined again after the drop (each counted once) */
     C_UPDATES,      /* `update` pushes received on `device` (any round, any firmware) */
+    C_CON_JOINED,   /* `console` join answered ok */
+    C_CON_DN,       /* console `dn` pushes received */
+    C_CON_UP,       /* console `up` echoes sent */
     C_COUNT
 };
 
@@ -156,6 +161,7 @@ struct cl_slot {
     struct hist h_upgrade;              /* 101, from TLS done */
     struct hist h_join;                 /* `device` join reply, from sending it */
     struct hist h_ext_join;             /* `extensions` join reply, from sending it */
+    struct hist h_con_join;             /* `console` join reply, from sending it */
     struct hist h_setup;                /* session ready (all joins), from the intended start */
     struct hist h_hb;                   /* heartbeat reply, from the intended heartbeat time */
     struct hist h_hb_hold;              /* ... only those sent while the parent measured (CL_PHASE_MEASURE) */

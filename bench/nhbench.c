@@ -2,8 +2,8 @@
  * Parses options, prepares the device certificate pool, forks worker processes (client.c) that
  * share nothing but a results slot, samples the gateway's memory and CPU from /proc around the
  * measured phase, and reports a human summary and a JSON file. Scenarios: hold, handshake,
- * tls-hold, tls-handshake, storm, fanout (needs the NATS link and the reference platform), smoke,
- * crypto.
+ * tls-hold, tls-handshake, storm, fanout and console (both need the NATS link and the reference
+ * platform), smoke, crypto.
  * Deliberately not here: connection handling (client.c), report formatting (report.c). */
 #include <errno.h>
 #include <signal.h>
@@ -17,10 +17,12 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <jansson.h>
 #include <openssl/ssl.h>
 
 #include "client.h"
 #include "common.h"
+#include "console_op.h"
 #include "cryptoref.h"
 #include "devpool.h"
 #include "procstat.h"
@@ -48,6 +50,9 @@ static void usage(FILE *f)
             "  fanout         ramp like hold (against a gateway on the NATS link with the reference\n"
             "                 platform), then ask the platform's operator API to push `update` to every\n"
             "                 device, once per --fanout path; delivery latency and completeness\n"
+            "  console        ramp like hold with every device joining `console` and echoing its input;\n"
+            "                 one operator per device (over NATS, as nhctl console) types into it: round\n"
+            "                 trip latency operator -> gateway -> device -> operator, echoes per second\n"
             "  smoke          every scenario briefly, strict checks; exit 1 on any failure\n"
             "  crypto         no connections: time the public-key operations of one full mTLS\n"
             "                 handshake with this BoringSSL (the crypto-only bound); no --target\n"
@@ -68,15 +73,19 @@ static void usage(FILE *f)
             "  --backoff-unit T       storm: link's first delay, the list scales with it (default 1s)\n"
             "  --storm-timeout T      storm: how long to wait for every device to be back (default 5m)\n"
             "  --bucket T             timeline bucket width for the rate curves (default 100ms)\n"
-            "  --nats URL             fanout: the platform's NATS (default nats://127.0.0.1:4222)\n"
+            "  --nats URL             fanout, console: the platform's NATS (default nats://127.0.0.1:4222)\n"
             "  --link-prefix P        fanout: the link prefix (default nh)\n"
             "  --fanout LIST          fanout: rounds, comma-separated, at most %d: topic (deployment.update\n"
             "                         with new firmware: one publish on the deployment's topic) or scan\n"
             "                         (deployment.create: one inbox push per device) (default topic,scan)\n"
             "  --fanout-timeout T     fanout: how long a round waits for every device (default 60s)\n"
             "  --fanout-grace T       fanout: wait after the last device, to catch duplicates (default 2s)\n"
-            "  --duration T           handshake: measured window (default 10s)\n"
-            "  --warmup T             handshake: unmeasured start (default 2s)\n"
+            "  --console              hold, storm, smoke: devices also join `console` and echo `dn` as `up`\n"
+            "  --console-rate R       console: pushes per second per console, open loop (default 10);\n"
+            "                         0 = closed loop, one push in flight per console\n"
+            "  --console-bytes B      console: data bytes per push (default 64, %d..%d)\n"
+            "  --duration T           handshake, console: measured window (default 10s)\n"
+            "  --warmup T             handshake, console: unmeasured start (default 2s)\n"
             "  --settle T             hold: wait after the ramp before sampling memory (default 2s)\n"
             "  --vsn 2|3|mix          2.0.0 JSON (link's default), 3.0.0 msgpack, or alternate (default 2)\n"
             "  --deflate on|off|mix   offer permessage-deflate like link (default on)\n"
@@ -84,6 +93,7 @@ static void usage(FILE *f)
             "  --timeout T            deadline for connect .. joined (default 30s)\n"
             "  --tls 1.2|1.3          highest TLS version (default 1.2, link's only one)\n"
             "  --resume               offer each device's previous session\n"
+            "  --resume-id            --resume by TLS 1.2 session ID, offering no ticket (as Erlang's ssl)\n"
             "  --strict               byte-exact reply checks (smoke always)\n"
             "  --no-extensions        do not join `extensions`\n"
             "  --no-iface             do not send report_network_interface\n"
@@ -99,7 +109,7 @@ static void usage(FILE *f)
             "  --json FILE            write the results as JSON\n"
             "  --label TEXT           free text stored in the JSON\n"
             "  --quiet                no progress lines on stderr\n",
-            argv0, FD_PER_WORKER, CL_FAN_MAX);
+            argv0, FD_PER_WORKER, CL_FAN_MAX, CO_MIN_BYTES, CO_MAX_BYTES);
 }
 
 static int parse_duration_ms(const char *s, uint32_t *out)
@@ -462,6 +472,210 @@ static bool fan_rounds(struct run *r, struct shared *sh, pid_t *pids, double t0,
     return ok;
 }
 
+/* ---- console ---- */
+
+/* A console run's settings and results, beside its struct run (report.c knows nothing of them:
+ * nhbench prints them after the run's summary and adds them to the JSON file). */
+struct con_run {
+    bool on;
+    double rate;         /* per console; 0 = closed loop */
+    uint32_t bytes;
+    double gw_cpu_s;     /* the gateway's CPU over the measured window */
+    double self_cpu_s;   /* nhbench's (operators, workers) over the window */
+    bool have_cpu;
+    struct co_result res;
+};
+
+static struct con_run con_runs[REPORT_MAX_RUNS];
+static struct con_run *cur_con; /* of the run in progress, NULL when it is not a console run */
+
+/* After the ramp: attach an operator to every console, type for --warmup, then measure for
+ * --duration, then wait for the last echoes. Returns false if a worker died or the user
+ * interrupted. */
+static bool con_measure(struct run *r, struct con_run *cr, struct shared *sh, pid_t *pids, double t0, bool quiet)
+{
+    char err[240];
+    struct co_cfg cc = { .nats_url = r->nats_url,
+                         .prefix = r->link_prefix,
+                         .consoles = r->cfg.sessions,
+                         .device_base = r->cfg.device_base,
+                         .rate = cr->rate,
+                         .bytes = cr->bytes };
+    struct co *o = co_open(&cc, &cr->res, err, sizeof(err));
+    if (!o) {
+        report_fail(r, err);
+        return true;
+    }
+    if (!quiet)
+        fprintf(stderr, "[%6.1fs] %s: %u consoles attached, %u failed; typing %s\n", now_s() - t0, r->name,
+                cr->res.attached, cr->res.attach_failed, cr->rate > 0 ? "(open loop)" : "(closed loop)");
+    if (co_start(o, err, sizeof(err)) != 0) {
+        report_fail(r, err);
+        co_close(o);
+        return true;
+    }
+    bool ok = watch(r, sh, pids, r->warmup_s, t0, quiet, NULL);
+    struct ps_sample g0 = { 0 }, g1 = { 0 }, s0 = { 0 }, s1 = { 0 };
+    bool h0, h1;
+    sample(r->gw_pid, &g0, &h0);
+    ps_sample_tree(getpid(), &s0);
+    co_window_begin(o);
+    if (ok)
+        ok = watch(r, sh, pids, r->duration_s, t0, quiet, NULL);
+    co_window_end(o);
+    sample(r->gw_pid, &g1, &h1);
+    ps_sample_tree(getpid(), &s1);
+    co_stop(o, 5.0);
+    co_close(o);
+    cr->have_cpu = h0 && h1;
+    if (cr->have_cpu)
+        cr->gw_cpu_s = (double)(g1.cpu_ticks - g0.cpu_ticks) * ps_tick_seconds();
+    cr->self_cpu_s = (double)(s1.cpu_ticks - s0.cpu_ticks) * ps_tick_seconds();
+    return ok;
+}
+
+static void con_judge(struct run *r, const struct con_run *cr)
+{
+    const struct bench_counts *f = &r->final;
+    char m[200];
+    if (r->cfg.console && !r->cfg.storm && f->c[C_CON_JOINED] != f->c[C_JOINED]) {
+        snprintf(m, sizeof(m), "%llu of %llu sessions joined console", (unsigned long long)f->c[C_CON_JOINED],
+                 (unsigned long long)f->c[C_JOINED]);
+        report_fail(r, m);
+    }
+    if (!cr->on)
+        return;
+    const struct co_result *x = &cr->res;
+    if (x->attach_failed) {
+        snprintf(m, sizeof(m), "%u consoles could not be attached (first: %s)", x->attach_failed, x->attach_error);
+        report_fail(r, m);
+    }
+    if (x->attached && x->received == 0)
+        report_fail(r, "no echo came back");
+    if (x->lost) {
+        snprintf(m, sizeof(m), "%llu of %llu pushes never came back", (unsigned long long)x->lost,
+                 (unsigned long long)x->sent);
+        report_fail(r, m);
+    }
+    if (x->dup || x->reordered || x->foreign || x->closed) {
+        snprintf(m, sizeof(m), "console output: %llu duplicates, %llu out of order, %llu foreign, %llu closed",
+                 (unsigned long long)x->dup, (unsigned long long)x->reordered, (unsigned long long)x->foreign,
+                 (unsigned long long)x->closed);
+        report_fail(r, m);
+    }
+    if (x->send_failed) {
+        snprintf(m, sizeof(m), "%llu pushes could not be published", (unsigned long long)x->send_failed);
+        report_fail(r, m);
+    }
+}
+
+static void con_print(FILE *f, const struct run *r, const struct con_run *cr)
+{
+    if (!cr->on)
+        return;
+    const struct co_result *x = &cr->res;
+    double w = x->window_s > 0 ? x->window_s : 1;
+    fprintf(f, "  console    : %llu joined, %u attached (%u failed), %s, %u bytes per push, operators on %s (prefix %s)\n",
+            (unsigned long long)r->final.c[C_CON_JOINED], x->attached, x->attach_failed, cr->rate > 0 ? "open loop" : "closed loop, one push in flight each",
+            cr->bytes, r->nats_url, r->link_prefix);
+    if (cr->rate > 0)
+        fprintf(f, "               %.1f pushes/s per console, %.0f/s in all; sender at most %.1f ms behind schedule\n",
+                cr->rate, cr->rate * x->attached, x->max_lag_us / 1e3);
+    fprintf(f, "               sent %llu, echoed %llu, lost %llu, duplicates %llu, out of order %llu, foreign %llu, closed %llu\n",
+            (unsigned long long)x->sent, (unsigned long long)x->received, (unsigned long long)x->lost,
+            (unsigned long long)x->dup, (unsigned long long)x->reordered, (unsigned long long)x->foreign,
+            (unsigned long long)x->closed);
+    fprintf(f, "  throughput : %.0f echoes/s, %.1f KiB/s echoed data, %.1f KiB/s NATS bodies to operators (%.1f s window)\n",
+            (double)x->win_received / w, (double)x->win_data_bytes / w / 1024, (double)x->win_msg_bytes / w / 1024,
+            x->window_s);
+    const struct hist *h = &x->h;
+    fprintf(f, "  round trip : operator -> gateway -> device -> gateway -> operator, from the %s send (ms):\n"
+               "               n %llu  mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+            cr->rate > 0 ? "intended" : "actual", (unsigned long long)h->count, hist_mean(h) / 1e3,
+            hist_percentile(h, 50) / 1e3, hist_percentile(h, 90) / 1e3, hist_percentile(h, 99) / 1e3,
+            hist_percentile(h, 99.9) / 1e3, h->max / 1e3);
+    if (cr->rate == 0) {
+        h = &x->h_corrected;
+        fprintf(f, "               corrected for coordinated omission (interval %.2f ms): p50 %.2f  p90 %.2f  p99 %.2f"
+                   "  p99.9 %.2f\n",
+                x->co_interval_us / 1e3, hist_percentile(h, 50) / 1e3, hist_percentile(h, 90) / 1e3,
+                hist_percentile(h, 99) / 1e3, hist_percentile(h, 99.9) / 1e3);
+    }
+    if (cr->have_cpu && x->win_received)
+        fprintf(f, "  cpu        : gateway %.2f s in the window = %.2f cores, %.1f us per echo; nhbench %.2f cores\n",
+                cr->gw_cpu_s, cr->gw_cpu_s / w, cr->gw_cpu_s * 1e6 / (double)x->win_received, cr->self_cpu_s / w);
+}
+
+static json_t *con_hist_json(const struct hist *h)
+{
+    return json_pack("{s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "count", (json_int_t)h->count, "mean",
+                     hist_mean(h), "min", (json_int_t)(h->count ? h->min : 0), "p50",
+                     (json_int_t)hist_percentile(h, 50), "p90", (json_int_t)hist_percentile(h, 90), "p99",
+                     (json_int_t)hist_percentile(h, 99), "p999", (json_int_t)hist_percentile(h, 99.9), "p9999",
+                     (json_int_t)hist_percentile(h, 99.99), "max", (json_int_t)h->max);
+}
+
+static json_t *con_json(const struct con_run *cr)
+{
+    const struct co_result *x = &cr->res;
+    double w = x->window_s > 0 ? x->window_s : 1;
+    json_t *o = json_object();
+    json_object_set_new(o, "loop", json_string(cr->rate > 0 ? "open" : "closed"));
+    json_object_set_new(o, "rate_per_console", json_real(cr->rate));
+    json_object_set_new(o, "bytes_per_push", json_integer(cr->bytes));
+    json_object_set_new(o, "attached", json_integer(x->attached));
+    json_object_set_new(o, "attach_failed", json_integer(x->attach_failed));
+    json_object_set_new(o, "attach_error", json_string(x->attach_error));
+    json_object_set_new(o, "sent", json_integer((json_int_t)x->sent));
+    json_object_set_new(o, "echoed", json_integer((json_int_t)x->received));
+    json_object_set_new(o, "lost", json_integer((json_int_t)x->lost));
+    json_object_set_new(o, "duplicates", json_integer((json_int_t)x->dup));
+    json_object_set_new(o, "out_of_order", json_integer((json_int_t)x->reordered));
+    json_object_set_new(o, "foreign", json_integer((json_int_t)x->foreign));
+    json_object_set_new(o, "closed", json_integer((json_int_t)x->closed));
+    json_object_set_new(o, "send_failed", json_integer((json_int_t)x->send_failed));
+    json_object_set_new(o, "data_bytes", json_integer((json_int_t)x->data_bytes));
+    json_object_set_new(o, "msg_bytes", json_integer((json_int_t)x->msg_bytes));
+    json_object_set_new(o, "window_s", json_real(x->window_s));
+    json_object_set_new(o, "echoes_per_s", json_real((double)x->win_received / w));
+    json_object_set_new(o, "data_bytes_per_s", json_real((double)x->win_data_bytes / w));
+    json_object_set_new(o, "msg_bytes_per_s", json_real((double)x->win_msg_bytes / w));
+    json_object_set_new(o, "sender_max_lag_us", json_integer((json_int_t)x->max_lag_us));
+    json_object_set_new(o, "co_interval_us", json_integer((json_int_t)x->co_interval_us));
+    json_object_set_new(o, "rtt_us", con_hist_json(&x->h));
+    json_object_set_new(o, "rtt_corrected_us", con_hist_json(&x->h_corrected));
+    if (cr->have_cpu) {
+        json_object_set_new(o, "gateway_cpu_s", json_real(cr->gw_cpu_s));
+        json_object_set_new(o, "gateway_cpu_us_per_echo",
+                            json_real(x->win_received ? cr->gw_cpu_s * 1e6 / (double)x->win_received : 0));
+    }
+    json_object_set_new(o, "nhbench_cpu_s", json_real(cr->self_cpu_s));
+    return o;
+}
+
+/* report.c wrote the file: add each console run's results as runs[i].console. */
+static int con_add_json(const char *path, int n_runs)
+{
+    bool any = false;
+    for (int i = 0; i < n_runs; i++)
+        any = any || con_runs[i].on;
+    if (!any)
+        return 0;
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_PRESERVE_ORDER, &je);
+    json_t *runs = root ? json_object_get(root, "runs") : NULL;
+    if (!json_is_array(runs)) {
+        json_decref(root);
+        return -1;
+    }
+    for (int i = 0; i < n_runs && i < (int)json_array_size(runs); i++)
+        if (con_runs[i].on)
+            json_object_set_new(json_array_get(runs, (size_t)i), "console", con_json(&con_runs[i]));
+    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    return rc;
+}
+
 /* Execute one run described by r->cfg; fills the rest of *r. */
 static void run_one(struct run *r, pid_t gw_pid, bool quiet)
 {
@@ -548,6 +762,9 @@ static void run_one(struct run *r, pid_t gw_pid, bool quiet)
                 sh->phase = CL_PHASE_MEASURE;
                 ok = fan_rounds(r, sh, pids, t0, quiet);
                 sample(gw_pid, &r->gw_recovered, &r->have_gw); /* the hold's start */
+            } else if (cur_con && cur_con->on) {
+                sh->phase = CL_PHASE_MEASURE;
+                ok = con_measure(r, cur_con, sh, pids, t0, quiet);
             } else {
                 sh->phase = CL_PHASE_MEASURE;
             }
@@ -626,10 +843,13 @@ struct opts {
     int backoff;
     uint32_t backoff_unit_ms, storm_timeout_ms, bucket_ms;
     int vsn, deflate, tls_max;
-    bool resume, strict, no_ext, no_iface, linger0, quiet;
+    bool resume, resume_id, strict, no_ext, no_iface, linger0, quiet;
     const char *groups, *server_ca, *sni, *host, *path, *ca_cert, *ca_key, *pool_dir, *json, *label;
     const char *nats, *link_prefix, *fanout;
     uint32_t fan_timeout_ms, fan_grace_ms;
+    bool console, nats_set;
+    double console_rate;
+    uint32_t console_bytes;
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -662,6 +882,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->fanout = "topic,scan";
     o->fan_timeout_ms = 60000;
     o->fan_grace_ms = 2000;
+    o->console_rate = 10;
+    o->console_bytes = 64;
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             usage(stdout);
@@ -681,11 +903,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
         continue;                                                                                             \
     }
         FLAG("--resume", resume)
+        FLAG("--resume-id", resume_id)
         FLAG("--strict", strict)
         FLAG("--no-extensions", no_ext)
         FLAG("--no-iface", no_iface)
         FLAG("--linger0", linger0)
         FLAG("--quiet", quiet)
+        FLAG("--console", console)
 #undef FLAG
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -768,7 +992,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
         else if (!strcmp(a, "--label"))
             o->label = v;
         else if (!strcmp(a, "--nats"))
-            o->nats = v;
+            o->nats = v, o->nats_set = true;
+        else if (!strcmp(a, "--console-rate")) {
+            char *end;
+            o->console_rate = strtod(v, &end);
+            bad = *end || !(o->console_rate >= 0 && o->console_rate <= 1e6);
+        } else if (!strcmp(a, "--console-bytes"))
+            bad = parse_u32(v, &o->console_bytes) || o->console_bytes < CO_MIN_BYTES || o->console_bytes > CO_MAX_BYTES;
         else if (!strcmp(a, "--link-prefix"))
             o->link_prefix = v;
         else if (!strcmp(a, "--fanout"))
@@ -829,8 +1059,10 @@ static void make_run(struct run *r, const struct opts *o, const char *scenario, 
     bool tls = !strncmp(scenario, "tls-", 4);
     bool storm = !strcmp(scenario, "storm");
     bool fanout = !strcmp(scenario, "fanout");
-    bool hold = strstr(scenario, "hold") != NULL || storm || fanout;
+    bool console = !strcmp(scenario, "console");
+    bool hold = strstr(scenario, "hold") != NULL || storm || fanout || console;
     c->mode = tls ? CL_MODE_TLS : CL_MODE_WS;
+    c->console = !tls && hold && (console || o->console);
     c->pattern = hold ? CL_HOLD : CL_CYCLE;
     parse_target(o->target, &c->target);
     copy(c->host, sizeof(c->host), o->host ? o->host : o->target);
@@ -848,7 +1080,8 @@ static void make_run(struct run *r, const struct opts *o, const char *scenario, 
     c->hb_interval_ms = o->hb_ms;
     c->timeout_ms = o->timeout_ms;
     c->tls_max = o->tls_max;
-    c->resume = o->resume;
+    c->resume = o->resume || o->resume_id;
+    c->resume_id = o->resume_id;
     c->strict = o->strict;
     c->extensions = !o->no_ext;
     c->report_iface = !o->no_iface;
@@ -873,7 +1106,11 @@ static void make_run(struct run *r, const struct opts *o, const char *scenario, 
         c->devices = c->sessions;
     if (c->devices < (uint32_t)c->workers)
         c->devices = (uint32_t)c->workers;
-    r->hold_s = ((storm || fanout) && !o->hold_set ? (storm ? 5000 : 1000) : o->hold_ms) / 1000.0;
+    r->hold_s = ((storm || fanout || console) && !o->hold_set ? (storm ? 5000 : 1000) : o->hold_ms) / 1000.0;
+    if (fanout || console) {
+        copy(r->nats_url, sizeof(r->nats_url), o->nats);
+        copy(r->link_prefix, sizeof(r->link_prefix), o->link_prefix);
+    }
     if (fanout) {
         r->fanout = true;
         copy(r->nats_url, sizeof(r->nats_url), o->nats);
@@ -1007,6 +1244,7 @@ static int run_smoke(const struct opts *o, const char *pool_path, struct run *ru
     r->cfg.workers = S > 100 ? 2 : 1;
     r->hold_s = 2.5 * r->cfg.hb_interval_ms / 1000.0;
     r->settle_s = 0.5;
+    r->cfg.console = true; /* and `console`: its join reply checked byte for byte */
     r->cfg.device_base = base;
     base += r->cfg.devices;
 
@@ -1066,6 +1304,24 @@ static int run_smoke(const struct opts *o, const char *pool_path, struct run *ru
         r->cfg.device_base = base;
         base += r->cfg.devices;
     }
+    if (o->nats_set) {
+        /* the console round trip through NATS (the stack's: `--nats`), open loop, briefly */
+        r = &runs[n++];
+        make_run(r, o, "console", pool_path);
+        r->cfg.sessions = S < 50 ? S : 50;
+        r->cfg.devices = r->cfg.sessions;
+        r->cfg.vsn = 0;
+        r->cfg.deflate = -1;
+        r->cfg.rate = 1000;
+        r->cfg.workers = 1;
+        r->cfg.hb_interval_ms = o->hb_ms < 30000 ? o->hb_ms : 1000; /* smoke wants every session heartbeating */
+        r->settle_s = 0.2;
+        r->warmup_s = 0.5;
+        r->duration_s = 1.5;
+        r->hold_s = 0.5;
+        r->cfg.device_base = base;
+        base += r->cfg.devices;
+    }
     for (int i = 0; i < n; i++) {
         runs[i].cfg.strict = true;
         runs[i].cfg.src_base = (uint32_t)i * 4000000u;
@@ -1118,7 +1374,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --target must be IPv4:PORT, got %s\n", argv0, o.target);
         return 2;
     }
-    static const char *const known[] = { "hold", "handshake", "tls-hold", "tls-handshake", "storm", "fanout", "smoke" };
+    static const char *const known[] = { "hold",   "handshake", "tls-hold", "tls-handshake",
+                                         "storm",  "fanout",    "console",  "smoke" };
     bool ok_name = false;
     for (size_t i = 0; i < ARRAY_SIZE(known); i++)
         ok_name = ok_name || !strcmp(o.scenario, known[i]);
@@ -1171,17 +1428,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: device pool: %s\n", argv0, err);
         return 2;
     }
-    for (int i = 0; i < n_runs; i++)
+    for (int i = 0; i < n_runs; i++) {
         copy(runs[i].cfg.pool_path, sizeof(runs[i].cfg.pool_path), pool_path);
+        if (!strcmp(runs[i].name, "console"))
+            con_runs[i] = (struct con_run){ .on = true, .rate = o.console_rate, .bytes = o.console_bytes };
+    }
 
     bool pass = true;
     for (int i = 0; i < n_runs; i++) {
         struct run *r = &runs[i];
         if (!o.quiet)
             fprintf(stderr, "nhbench: %s run %d/%d: %s\n", o.scenario, i + 1, n_runs, report_describe(r));
+        cur_con = &con_runs[i];
         run_one(r, o.gw_pid, o.quiet);
+        cur_con = NULL;
         judge(r, smoke);
+        con_judge(r, &con_runs[i]);
         report_print(stdout, r);
+        con_print(stdout, r, &con_runs[i]);
         pass = pass && r->n_fail == 0;
         fflush(stdout);
         if (interrupted)
@@ -1189,7 +1453,8 @@ int main(int argc, char **argv)
     }
     if (smoke)
         printf("smoke: %s (%d runs)\n", pass ? "PASS" : "FAIL", n_runs);
-    if (o.json && report_write_json(o.json, o.scenario, runs, n_runs, pass, smoke, argc, argv) != 0) {
+    if (o.json && (report_write_json(o.json, o.scenario, runs, n_runs, pass, smoke, argc, argv) != 0 ||
+                   con_add_json(o.json, n_runs) != 0)) {
         fprintf(stderr, "%s: cannot write %s\n", argv0, o.json);
         return 1;
     }

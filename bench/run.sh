@@ -95,8 +95,8 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 [ "$LINK" = nats ] && stamp=$stamp-nats
 log=$RESULTS/$scenario-$stamp-nhgw.log
 json=$RESULTS/$scenario-$stamp.json
-if [ "$scenario" = fanout ] && [ "$LINK" != nats ]; then
-  echo "run.sh: fanout needs the platform: LINK=nats bench/run.sh fanout ... (or bench/run-stack.sh fanout ...)" >&2
+if { [ "$scenario" = fanout ] || [ "$scenario" = console ]; } && [ "$LINK" != nats ]; then
+  echo "run.sh: $scenario needs the platform: LINK=nats bench/run.sh $scenario ... (or bench/run-stack.sh $scenario ...)" >&2
   exit 2
 fi
 
@@ -231,7 +231,7 @@ fi
 echo "run.sh: nhgw pid $gw_pid on 127.0.0.1:$port, $workers workers${GW_CPUS:+ on CPUs $GW_CPUS}; log $log"
 extra=()
 [ "$scenario" = smoke ] && extra+=(--server-ca "$certs/server-ca.pem")
-[ "$scenario" = fanout ] && extra+=(--nats "$nats_url")
+case $scenario in fanout|console) extra+=(--nats "$nats_url") ;; esac
 stack_json=$RESULTS/$scenario-$stamp-stack.json
 stack_snap() { # label: CPU ticks of the stack's processes, NATS per-connection counts, gateway metrics
   [ "$LINK" = nats ] || return 0

@@ -35,7 +35,7 @@ struct console {
 /* Encode buffers, reused: a worker is one thread. */
 static struct lp_out payload_out, msg_out;
 
-struct console *console_open(const struct worker *w, struct span join_payload)
+struct console *console_open(struct worker *w, struct span join_payload)
 {
     struct lp_span v = {NULL, 0}, ver = {NULL, 0};
     if (lp_mp_map_get((struct lp_span){(const uint8_t *)join_payload.p, join_payload.len}, "console_version",
@@ -49,16 +49,18 @@ struct console *console_open(const struct worker *w, struct span join_payload)
     if (ver.n)
         memcpy(k->version, ver.p, ver.n);
     k->version_len = (uint8_t)ver.n;
+    w->stats.consoles++;
     return k;
 }
 
 /* Drops lapsed leases; returns how many operators are attached now. */
-static unsigned live_ops(struct console *k, uint64_t now)
+static unsigned live_ops(struct worker *w, struct console *k, uint64_t now)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < k->n_ops; i++)
         if (k->ops[i].until_ms > now)
             k->ops[n++] = k->ops[i];
+    w->stats.console_ops -= k->n_ops - n;
     k->n_ops = (uint8_t)n;
     if (n == 0) {
         free(k->ops);
@@ -81,6 +83,7 @@ static void publish(struct worker *w, const char *dev, struct span event, struct
         return;
     }
     w->link->ops->publish(w->link, subject, msg_out.p, msg_out.n);
+    w->stats.console_out_bytes += msg_out.n;
 }
 
 /* `up {data}` in pieces, each cut before a UTF-8 lead byte so every piece stays decodable. */
@@ -128,15 +131,17 @@ void console_device_event(struct worker *w, const char *dev, struct console *k, 
             log_peer("console_up_invalid", "device=%s", dev);
             return;
         }
+        size_t had = sb_alloc_bytes(&k->sb);
         if (sb_append(&k->sb, data.p, data.n) != 0)
             log_peer("console_scrollback_nomem", "device=%s", dev);
-        if (k->n_ops && live_ops(k, worker_now_ms()))
+        w->stats.console_sb_bytes += sb_alloc_bytes(&k->sb) - had; /* the ring never shrinks */
+        if (k->n_ops && live_ops(w, k, worker_now_ms()))
             publish_up(w, dev, data, is_bin);
         return;
     }
     if (span_is(event, "file-data/start") || span_is(event, "file-data") ||
         span_is(event, "file-data/stop")) {
-        if (k->n_ops && live_ops(k, worker_now_ms()))
+        if (k->n_ops && live_ops(w, k, worker_now_ms()))
             publish(w, dev, event, p);
         return;
     }
@@ -151,10 +156,11 @@ static struct lease *find_op(struct console *k, struct lp_span op)
     return NULL;
 }
 
-static int attach(const char *dev, struct console *k, const struct lp_inbox *m, struct lp_out *reply)
+static int attach(struct worker *w, const char *dev, struct console *k, const struct lp_inbox *m,
+                  struct lp_out *reply)
 {
     uint64_t now = worker_now_ms();
-    live_ops(k, now);
+    live_ops(w, k, now);
     struct lease *l = find_op(k, m->op);
     struct lp_console_reply r = {0};
     if (!l) {
@@ -166,6 +172,7 @@ static int attach(const char *dev, struct console *k, const struct lp_inbox *m, 
             return LP_IST_OK;
         }
         l = &k->ops[k->n_ops++];
+        w->stats.console_ops++;
         l->len = (uint8_t)m->op.n;
         memcpy(l->op, m->op.p, m->op.n);
         LOG(LOG_INFO, "console_attached", "device=%s op=%.*s operators=%u", dev, (int)m->op.n,
@@ -191,12 +198,12 @@ static int attach(const char *dev, struct console *k, const struct lp_inbox *m, 
 int console_inbox(struct worker *w, const char *dev, struct console *k, const struct lp_inbox *m,
                   struct lp_out *reply)
 {
-    (void)w;
     if (m->kind == LP_IN_CONSOLE_ATTACH)
-        return attach(dev, k, m, reply);
+        return attach(w, dev, k, m, reply);
     struct lease *l = find_op(k, m->op);
     if (l) {
         *l = k->ops[--k->n_ops];
+        w->stats.console_ops--;
         LOG(LOG_INFO, "console_detached", "device=%s op=%.*s operators=%u", dev, (int)m->op.n,
             (const char *)m->op.p, k->n_ops);
         if (k->n_ops == 0) {
@@ -212,7 +219,7 @@ void console_close(struct worker *w, const char *dev, struct console *k, const c
 {
     if (!k)
         return;
-    if (k->n_ops && live_ops(k, worker_now_ms())) {
+    if (k->n_ops && live_ops(w, k, worker_now_ms())) {
         lp_out_reset(&payload_out);
         lp_mp_map(&payload_out, detail ? 2 : 1);
         lp_mp_cstr(&payload_out, "reason");
@@ -225,7 +232,23 @@ void console_close(struct worker *w, const char *dev, struct console *k, const c
             publish(w, dev, SPAN_LIT("closed"), (struct lp_span){payload_out.p, payload_out.n});
         LOG(LOG_INFO, "console_closed", "device=%s reason=%s operators=%u", dev, reason, k->n_ops);
     }
+    w->stats.consoles--;
+    w->stats.console_ops -= k->n_ops;
+    w->stats.console_sb_bytes -= sb_alloc_bytes(&k->sb);
     sb_free(&k->sb);
     free(k->ops);
     free(k);
+}
+
+void console_note_input(struct worker *w, const struct lp_inbox *m)
+{
+    static const char dn[] = "dn", topic[] = "console";
+    if (m->kind != LP_IN_PUSH || m->topic.n != sizeof(topic) - 1 ||
+        memcmp(m->topic.p, topic, m->topic.n) != 0 || m->event.n != sizeof(dn) - 1 ||
+        memcmp(m->event.p, dn, m->event.n) != 0)
+        return;
+    struct lp_span v, data;
+    if (lp_mp_map_get(m->payload, "data", &v) == 1 &&
+        (lp_mp_read_str(v, &data) == 0 || lp_mp_read_bin(v, &data) == 0))
+        w->stats.console_in_bytes += data.n;
 }

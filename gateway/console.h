@@ -21,7 +21,7 @@ struct worker;
 
 /* The device joined `console` with `join_payload` (msgpack): keeps its console_version.
  * NULL when out of memory. */
-struct console *console_open(const struct worker *w, struct span join_payload);
+struct console *console_open(struct worker *w, struct span join_payload);
 
 /* The device pushed `event` on its joined console channel. */
 void console_device_event(struct worker *w, const char *dev, struct console *k, struct span event,
@@ -36,5 +36,9 @@ int console_inbox(struct worker *w, const char *dev, struct console *k, const st
  * `closed {reason, detail}`; k is freed. `detail` may be NULL. */
 void console_close(struct worker *w, const char *dev, struct console *k, const char *reason,
                    const char *detail);
+
+/* Counts operator input for /metrics: call for every inbox push delivered to a device (session.c);
+ * only `dn` on `console` is counted (its data bytes). */
+void console_note_input(struct worker *w, const struct lp_inbox *m);
 
 #endif

@@ -965,6 +965,8 @@ static int on_inbox(void *arg, const struct lp_inbox *m, struct lp_out *reply)
             struct span jr = { s->ch[t].join_ref, s->ch[t].join_ref_len };
             send_push(c, &jr, NULL, topic_names[t], (struct span){ (const char *)m->event.p, m->event.n },
                       (struct span){ (const char *)m->payload.p, m->payload.n });
+            if (t == T_CONSOLE)
+                console_note_input(w, m);
         }
         return LP_IST_OK;
     }

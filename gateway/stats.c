@@ -80,6 +80,9 @@ void stats_slot_reset_gauges(struct stats_slot *s)
     __atomic_store_n(&s->redis_connected, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->c.sessions, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->c.calls_in_flight, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->c.consoles, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->c.console_ops, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->c.console_sb_bytes, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELEASE);
 }
 
@@ -259,6 +262,14 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     sbuf_printf(o, "nhgw_tls_handshakes_total{result=\"failed\"} %llu\n", (unsigned long long)x);
     SUM(x, c->timeouts_by[ST_TO_HANDSHAKE]);
     sbuf_printf(o, "nhgw_tls_handshakes_total{result=\"timeout\"} %llu\n", (unsigned long long)x);
+    head(o, "nhgw_tls_resumptions_total", "counter",
+         "Resumed TLS handshakes by mechanism: session ticket, or session ID (--session-cache-size).");
+    SUM(x, c->resumed_id);
+    uint64_t by_id = x;
+    SUM(x, c->resumed);
+    sbuf_printf(o, "nhgw_tls_resumptions_total{by=\"ticket\"} %llu\n",
+                (unsigned long long)(x > by_id ? x - by_id : 0));
+    sbuf_printf(o, "nhgw_tls_resumptions_total{by=\"session_id\"} %llu\n", (unsigned long long)by_id);
     head(o, "nhgw_tls_handshake_duration_seconds", "histogram",
          "Time from accept to a completed TLS handshake.");
     struct stats_hist h = {0};
@@ -391,4 +402,25 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     head(o, "nhgw_topic_fanout_pushes_total", "counter", "Pushes delivered to devices from shared topics.");
     SUM(x, c->fanout_pushes);
     sbuf_printf(o, "nhgw_topic_fanout_pushes_total %llu\n", (unsigned long long)x);
+
+    head(o, "nhgw_consoles", "gauge", "Console channels joined by devices.");
+    SUM(x, c->consoles);
+    sbuf_printf(o, "nhgw_consoles %llu\n", (unsigned long long)x);
+    head(o, "nhgw_console_operators", "gauge",
+         "Operator attach leases held on consoles (a lapsed lease counts until its console's next event).");
+    SUM(x, c->console_ops);
+    sbuf_printf(o, "nhgw_console_operators %llu\n", (unsigned long long)x);
+    head(o, "nhgw_console_scrollback_bytes", "gauge",
+         "Memory held by console scrollbacks (allocated as devices print, each at most "
+         "--console-scrollback-bytes).");
+    SUM(x, c->console_sb_bytes);
+    sbuf_printf(o, "nhgw_console_scrollback_bytes %llu\n", (unsigned long long)x);
+    head(o, "nhgw_console_output_bytes_total", "counter",
+         "Console output published to attached operators (message bodies on <prefix>.console.<dev>.out).");
+    SUM(x, c->console_out_bytes);
+    sbuf_printf(o, "nhgw_console_output_bytes_total %llu\n", (unsigned long long)x);
+    head(o, "nhgw_console_input_bytes_total", "counter",
+         "Operator console input (the data of `dn` pushes) delivered to devices.");
+    SUM(x, c->console_in_bytes);
+    sbuf_printf(o, "nhgw_console_input_bytes_total %llu\n", (unsigned long long)x);
 }

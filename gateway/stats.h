@@ -63,6 +63,13 @@ struct worker_stats {
     uint64_t reg_ok[ST_REG_N], reg_claim_failed, reg_errors, reg_conflicts;
     uint64_t slow_consumers;
     uint64_t tls_expired;     /* expired client certificates accepted */
+    uint64_t resumed_id;      /* of resumed: by session ID from the shared store (tls.h) */
+    /* the remote console (console.c): gauges, then counters */
+    uint64_t consoles;          /* console channels joined */
+    uint64_t console_ops;       /* operator leases held (a lapsed one until its console's next event) */
+    uint64_t console_sb_bytes;  /* memory of the scrollback rings */
+    uint64_t console_out_bytes; /* bodies published on <prefix>.console.<dev>.out */
+    uint64_t console_in_bytes;  /* operator `dn` data pushed to devices (console_note_input) */
     struct stats_hist tls_hs; /* completed TLS handshakes, accept to done */
     struct stats_hist call_dur[LP_CALL_COUNT];
 };
