@@ -45,6 +45,8 @@ static const struct opt opts[] = {
     { "crl", OPT_STR, F(crl), 0, NULL, 0, 0, NULL, "certificate revocation list for device certs (PEM)" },
     { "ticket-key-file", OPT_STR, F(ticket_key_file), 0, NULL, 0, 0, NULL,
       "TLS session-ticket keys (80 or 48 bytes each), shared by workers and pods" },
+    { "session-cache-size", OPT_SIZE, F(session_cache_size), 0, "64MiB", 0, 64.0 * (1 << 30), NULL,
+      "shared memory for TLS 1.2 session-ID resumption, 3 KiB per session (0 = off, else >= 1MiB)" },
     { "expired-certs", OPT_ENUM, F(expired_certs), 0, "accept", 0, 0, expired_choices,
       "expired device certificates: accept (NervesHub behaviour, counted) or reject" },
     { "tls13", OPT_BOOL, F(tls13), 0, "true", 0, 0, NULL, "allow TLS 1.3 besides TLS 1.2" },
@@ -400,6 +402,8 @@ int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen)
         return fail(err, errlen, "every --cert needs a --key (%d certs, %d keys)", c->n_certs, c->n_keys);
     if (!c->device_ca)
         return fail(err, errlen, "--device-ca is required (device CA bundle)");
+    if (c->session_cache_size != 0 && c->session_cache_size < (1 << 20))
+        return fail(err, errlen, "--session-cache-size must be 0 (off) or at least 1MiB");
     if (c->max_message < c->max_frame)
         c->max_message = c->max_frame;
     if (!c->gateway_id) {

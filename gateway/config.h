@@ -24,6 +24,7 @@ struct cfg {
     char *device_ca;               /* device CA bundle (PEM, several CAs), owned */
     char *crl;                     /* optional CRL file (PEM), owned */
     char *ticket_key_file;         /* session-ticket keys shared by workers and pods, owned */
+    uint64_t session_cache_size;   /* bytes of the shared TLS session-ID store; 0 = off */
     int expired_certs;             /* enum cfg_expired */
     bool tls13;                    /* allow TLS 1.3 besides 1.2 */
     uint64_t handshake_timeout_ms;

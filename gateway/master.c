@@ -20,6 +20,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "sesscache.h"
 #include "stats.h"
 #include "tls.h"
 #include "worker.h"
@@ -355,6 +356,16 @@ int master_run(const struct cfg *cfg)
     if (!m->shm) {
         LOG(LOG_ERROR, "startup_failed", "error=\"shared memory: %s\"", strerror(errno));
         return 1;
+    }
+    /* one store for all workers (and their respawns), so a reconnect resumes on any of them */
+    if (cfg->session_cache_size) {
+        struct scache *sc = scache_new(cfg->session_cache_size, TLS_SESSION_MAX_BYTES);
+        if (!sc) {
+            LOG(LOG_ERROR, "startup_failed", "error=\"session cache: %s\"", strerror(errno));
+            return 1;
+        }
+        tls_set_session_cache(sc);
+        LOG(LOG_INFO, "session_cache", "sessions=%zu bytes=%zu", scache_capacity(sc), scache_mapped_bytes(sc));
     }
     m->admin = admin_new(m->base, cfg->admin_listen, on_admin, m, err, sizeof(err));
     if (!m->admin) {

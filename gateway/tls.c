@@ -25,8 +25,12 @@
 #include "common.h"
 #include "config.h"
 #include "log.h"
+#include "sesscache.h"
 
 struct tls_stats tls_stats;
+
+/* The master's shared session store (tls_set_session_cache), inherited by every worker. */
+static struct scache *sess_cache;
 
 #define MAX_TICKET_KEYS 8
 
@@ -52,11 +56,13 @@ struct tls_ctx {
     int n_certs;
     struct ticket_key tickets[MAX_TICKET_KEYS];
     int n_tickets;
+    uint8_t trust[SHA256_DIGEST_LENGTH]; /* the session ID context (trust_digest) */
     unsigned refs;             /* the owner's, plus one per SSL made from it (tls.h) */
 };
 
 static int ex_identity = -1;
 static int ex_tls_ctx = -1;
+static int ex_from_cache = -1; /* set when the session came from the shared store */
 
 /* An SSL's callbacks read its tls_ctx, so each SSL holds a reference until it is freed. */
 static void ssl_ctx_ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
@@ -400,15 +406,134 @@ int tls_after_handshake(SSL *ssl)
     ra_finish(ssl);
     if (!SSL_session_reused(ssl))
         return 0;
+    bool by_id = SSL_get_ex_data(ssl, ex_from_cache) != NULL;
     /* BoringSSL verifies only full handshakes on the server side: check the chain stored in the
-     * ticket against today's CA bundle, which also yields the identity */
-    const STACK_OF(CRYPTO_BUFFER) *chain = SSL_SESSION_get0_peer_certificates(SSL_get_session(ssl));
-    if (!chain || sk_CRYPTO_BUFFER_num(chain) == 0)
-        return 0;
+     * session (a ticket's or the shared store's) against today's CA bundle, which also yields
+     * the identity, exactly as a full handshake's verification does */
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    const STACK_OF(CRYPTO_BUFFER) *chain = SSL_SESSION_get0_peer_certificates(sess);
     uint8_t alert;
-    return verify_chain(SSL_get_ex_data(ssl, ex_tls_ctx), chain, SSL_get_ex_data(ssl, ex_identity), &alert)
-               ? 0
-               : -1;
+    if (chain && sk_CRYPTO_BUFFER_num(chain) > 0 &&
+        !verify_chain(SSL_get_ex_data(ssl, ex_tls_ctx), chain, SSL_get_ex_data(ssl, ex_identity), &alert)) {
+        if (by_id) {
+            /* nobody may resume it again: its next attempt falls back to a full handshake */
+            unsigned id_len;
+            const uint8_t *id = SSL_SESSION_get_id(sess, &id_len);
+            scache_remove(sess_cache, id, id_len);
+        }
+        return -1;
+    }
+    if (by_id)
+        tls_stats.resumed_id++;
+    else
+        tls_stats.resumed_ticket++;
+    return 0;
+}
+
+/* ---- session-ID resumption through the shared store (sesscache.h) ----
+ * Only TLS 1.2 clients that offer no session ticket get a session ID (BoringSSL assigns one only
+ * then, and looks IDs up only then): Erlang's ssl, i.e. nerves_hub_link, is such a client. The
+ * store holds the serialised session, peer certificate chain included, so a resumption on any
+ * worker verifies and identifies the device like a ticket resumption (tls_after_handshake). */
+
+static uint8_t sess_buf[TLS_SESSION_MAX_BYTES]; /* workers are single-threaded */
+
+void tls_set_session_cache(struct scache *c)
+{
+    sess_cache = c;
+}
+
+static int sess_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    unsigned id_len;
+    const uint8_t *id = SSL_SESSION_get_id(sess, &id_len);
+    if (!sess_cache || id_len == 0 || SSL_SESSION_get_protocol_version(sess) != TLS1_2_VERSION)
+        return 0;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    if (!SSL_SESSION_to_bytes(sess, &der, &len)) {
+        ERR_clear_error();
+        tls_stats.sessions_not_cached++;
+        return 0;
+    }
+    int64_t now = (int64_t)time(NULL);
+    int64_t expires = (int64_t)SSL_SESSION_get_time(sess) + (int64_t)SSL_SESSION_get_timeout(sess);
+    /* too large (a long client chain) or already expired: that device resumes nothing */
+    if (!scache_put(sess_cache, id, id_len, der, len, expires, now))
+        tls_stats.sessions_not_cached++;
+    OPENSSL_free(der);
+    return 0; /* the serialised copy is all the store keeps */
+}
+
+static SSL_SESSION *sess_get_cb(SSL *ssl, const uint8_t *id, int id_len, int *out_copy)
+{
+    *out_copy = 0; /* the session returned is a new reference, handed over */
+    if (!sess_cache || id_len <= 0)
+        return NULL;
+    ssize_t n = scache_get(sess_cache, id, (size_t)id_len, (int64_t)time(NULL), sess_buf, sizeof(sess_buf));
+    if (n < 0)
+        return NULL;
+    SSL_SESSION *s = SSL_SESSION_from_bytes(sess_buf, (size_t)n, SSL_get_SSL_CTX(ssl));
+    if (!s) {
+        ERR_clear_error();
+        scache_remove(sess_cache, id, (size_t)id_len);
+        return NULL;
+    }
+    /* BoringSSL still checks the session ID context, lifetime, version and cipher */
+    SSL_set_ex_data(ssl, ex_from_cache, (void *)1);
+    return s;
+}
+
+/* Fires only for sessions of BoringSSL's internal cache, which is off: kept so that dropping a
+ * session through BoringSSL also drops it from the store, should that change. */
+static void sess_remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    (void)ctx;
+    unsigned id_len;
+    const uint8_t *id = SSL_SESSION_get_id(sess, &id_len);
+    if (sess_cache)
+        scache_remove(sess_cache, id, id_len);
+}
+
+static int cmp_digest(const void *a, const void *b)
+{
+    return memcmp(a, b, SHA256_DIGEST_LENGTH);
+}
+
+/* The session ID context names what a client certificate was verified against: the device CA
+ * bundle, the CRLs and the expiry policy. Sessions (cached or in tickets) made under another
+ * context are not resumed, so a reload that changes the bundle forces full handshakes, on top of
+ * the verification tls_after_handshake repeats. Order-independent, so every worker and every pod
+ * loading the same files agrees. `crls` holds the digests of the CRLs loaded. */
+static void trust_digest(struct tls_ctx *t, const uint8_t (*crls)[SHA256_DIGEST_LENGTH], size_t n_crls)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(t->devices);
+    size_t n_objs = sk_X509_OBJECT_num(objs);
+    size_t n = 0;
+    uint8_t (*d)[SHA256_DIGEST_LENGTH] = xcalloc(n_objs + n_crls + 1, SHA256_DIGEST_LENGTH);
+    for (size_t i = 0; i < n_objs; i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        uint8_t *der = NULL;
+        int len = x ? i2d_X509(x, &der) : -1;
+        if (len <= 0)
+            continue; /* CRLs are counted from the file (crls) */
+        SHA256(der, (size_t)len, d[n++]);
+        OPENSSL_free(der);
+    }
+    if (n_crls)
+        memcpy(d + n, crls, n_crls * SHA256_DIGEST_LENGTH);
+    n += n_crls;
+    qsort(d, n, SHA256_DIGEST_LENGTH, cmp_digest);
+    SHA256_CTX h;
+    SHA256_Init(&h);
+    static const char label[] = "nhgw device trust v1";
+    SHA256_Update(&h, label, sizeof(label));
+    uint8_t policy[2] = { t->reject_expired, (uint8_t)(n_crls > 0) };
+    SHA256_Update(&h, policy, sizeof(policy));
+    SHA256_Update(&h, d, n * SHA256_DIGEST_LENGTH);
+    SHA256_Final(t->trust, &h);
+    free(d);
 }
 
 static bool ext_has_u16(const SSL_CLIENT_HELLO *hello, uint16_t ext, bool skip_len1, uint16_t want)
@@ -583,12 +708,21 @@ static int load_device_store(struct tls_ctx *t, const struct cfg *c, char *err, 
         set_err(err, errlen, "cannot load device CA bundle", c->device_ca);
         return -1;
     }
+    uint8_t (*crls)[SHA256_DIGEST_LENGTH] = NULL;
+    size_t n = 0;
     if (c->crl) {
         BIO *b = BIO_new_file(c->crl, "r");
         X509_CRL *crl;
-        int n = 0;
         while (b && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
             X509_STORE_add_crl(t->devices, crl);
+            crls = xrealloc(crls, (n + 1) * SHA256_DIGEST_LENGTH);
+            uint8_t *der = NULL;
+            int len = i2d_X509_CRL(crl, &der);
+            if (len > 0)
+                SHA256(der, (size_t)len, crls[n]);
+            else
+                memset(crls[n], 0, SHA256_DIGEST_LENGTH);
+            OPENSSL_free(der);
             X509_CRL_free(crl);
             n++;
         }
@@ -600,6 +734,8 @@ static int load_device_store(struct tls_ctx *t, const struct cfg *c, char *err, 
         }
         X509_STORE_set_flags(t->devices, X509_V_FLAG_CRL_CHECK);
     }
+    trust_digest(t, (const uint8_t (*)[SHA256_DIGEST_LENGTH])crls, n);
+    free(crls);
     return 0;
 }
 
@@ -609,6 +745,7 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
     if (ex_identity < 0) {
         ex_identity = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
         ex_tls_ctx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_ctx_ref_free);
+        ex_from_cache = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     }
     if (!ra_init_method()) {
         snprintf(err, errlen, "cannot create the socket BIO method");
@@ -643,9 +780,18 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
                                            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                                            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    /* stateless resumption only: a server-side cache would cost memory per session and not work
-     * across workers or pods */
-    SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+    /* Tickets for the clients that take them (shared keys: any worker, any pod). For those that do
+     * not (Erlang's ssl in TLS 1.2), session IDs in the master's shared store when there is one:
+     * bounded, shared by the workers, never BoringSSL's per-process cache. */
+    if (sess_cache) {
+        SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(t->ctx, sess_new_cb);
+        SSL_CTX_sess_set_get_cb(t->ctx, sess_get_cb);
+        SSL_CTX_sess_set_remove_cb(t->ctx, sess_remove_cb);
+    } else {
+        SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+    }
+    SSL_CTX_set_session_id_context(t->ctx, t->trust, sizeof(t->trust));
     SSL_CTX_set_tlsext_ticket_key_cb(t->ctx, ticket_cb);
     SSL_CTX_set_custom_verify(t->ctx, SSL_VERIFY_PEER, verify_device);
     /* resumed sessions are verified again, so identity extraction has one path and a CA removed by

@@ -1,6 +1,7 @@
 /* BoringSSL server context for the device port: certificates (ECDSA and/or RSA, chosen per
  * ClientHello), optional client certificates verified against the device CA bundle, identity
- * extraction into a plain struct, shared session-ticket keys, and error classification.
+ * extraction into a plain struct, resumption (shared session-ticket keys; session IDs in the
+ * shared store of sesscache.h), and error classification.
  * It does no socket I/O of its own beyond what SSL_* does on the descriptor. */
 #ifndef NHGW_TLS_H
 #define NHGW_TLS_H
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 struct cfg;
+struct scache;
 typedef struct ssl_st SSL;
 
 /* What the gateway keeps of a client certificate: never the certificate itself past auth. */
@@ -35,6 +37,17 @@ struct tls_ctx;
  * generates it once so all its workers share it. */
 struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_key[80], char *err,
                             size_t errlen);
+/* Serialised TLS sessions up to this size fit a slot of the shared session store. A session is
+ * about 160 bytes plus the device's chain: 600 bytes with one ECDSA P-256 certificate, 1.1 KB with
+ * its signer CA too, about 2 KB for two RSA-2048 certificates. Larger sessions are not cached
+ * (their devices get full handshakes, counted). */
+#define TLS_SESSION_MAX_BYTES 3008
+
+/* Resume TLS 1.2 sessions by session ID from this shared store (sesscache.h) in every context
+ * made from now on; NULL (the default) leaves session IDs off. The master calls it before it
+ * forks, so all workers use the same store. */
+void tls_set_session_cache(struct scache *c);
+
 /* Drops the creator's reference. Every SSL made by tls_ssl_new holds one until SSL_free, so a
  * context replaced by a reload may be released at once: it lives while a connection uses it. */
 void tls_ctx_free(struct tls_ctx *t);
@@ -43,8 +56,8 @@ void tls_ctx_free(struct tls_ctx *t);
  * callback fills it during the handshake (also on resumption). NULL on allocation failure. */
 SSL *tls_ssl_new(struct tls_ctx *t, int fd, struct tls_identity *id);
 
-/* Call once the handshake is complete: a resumed session's stored chain is verified again against
- * the current CA bundle and its identity filled in. Returns 0, or -1 to refuse the connection.
+/* Call once the handshake is complete: a resumed session's stored chain (from a ticket or the
+ * shared store) is verified again against the current CA bundle and its identity filled in. Returns 0, or -1 to refuse the connection.
  * It also ends the handshake's read-ahead (see tls_read_pending). */
 int tls_after_handshake(SSL *ssl);
 
@@ -63,9 +76,12 @@ enum tls_io tls_classify(SSL *ssl, int ret);
  * whether the peer caused it (bad handshake, reset) rather than us. Clears the error queue. */
 const char *tls_error_reason(bool *peer_caused);
 
-/* Counters kept by the verification callback, per process (resumptions: worker_stats). */
+/* Counters kept by this module, per process (all resumptions: worker_stats.resumed). */
 struct tls_stats {
     uint64_t verify_ok, verify_failed, expired_accepted, expired_rejected;
+    uint64_t resumed_id;          /* resumptions by session ID from the shared store, accepted */
+    uint64_t resumed_ticket;      /* resumptions by session ticket, accepted */
+    uint64_t sessions_not_cached; /* new TLS 1.2 sessions the store refused (too large) */
 };
 extern struct tls_stats tls_stats;
 

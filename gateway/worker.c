@@ -153,6 +153,9 @@ static void collect(struct worker *w)
     uint64_t e = tls_stats.expired_accepted;
     w->stats.tls_expired += e - w->seen_tls_expired;
     w->seen_tls_expired = e;
+    static uint64_t seen_resumed_id; /* one worker per process */
+    w->stats.resumed_id += tls_stats.resumed_id - seen_resumed_id;
+    seen_resumed_id = tls_stats.resumed_id;
     if (w->reg) {
         const struct reg_stats *r = reg_stats(w->reg);
         const uint64_t now[5] = { r->releases, r->refreshes, r->resyncs, r->errors, r->conflicts };

@@ -1,0 +1,303 @@
+// TLS 1.2 session resumption by session ID (the shared session store, --session-cache-size):
+// what nerves_hub_link does, since Erlang's ssl resumes TLS 1.2 sessions by ID and sends no
+// session-ticket extension. These clients disable tickets (SSL_OP_NO_TICKET) to behave the same.
+// Checked: resumption on every reconnect whichever worker takes it, with the device identity of
+// the full handshake; none with the store off; a forged session ID gets a full handshake; a reload
+// that removes the device's CA ends both its resumption and its full handshakes.
+import assert from 'node:assert/strict';
+import { constants } from 'node:crypto';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe } from 'node:test';
+import tls from 'node:tls';
+import { certPath, device } from './lib/certs.mjs';
+import { HOST, freePort, gwTest, parseLogLine, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
+import { upgradeRequest } from './lib/rawws.mjs';
+
+const V12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' };
+const NO_TICKET = { secureOptions: constants.SSL_OP_NO_TICKET };
+
+/** TLS 1.2 without tickets, offering `session` (a DER session from an earlier connection). */
+function connectById(port, deviceName, session) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const s = tls.connect({
+        host: HOST, port, servername: 'localhost', ...device(deviceName), ...V12, ...NO_TICKET, session,
+      });
+      s.once('error', reject);
+      s.once('secureConnect', () =>
+        resolve({ socket: s, reused: s.isSessionReused(), session: s.getSession(), localPort: s.localPort }),
+      );
+    }),
+    5000,
+    `TLS 1.2 connect (${deviceName})`,
+  );
+}
+
+/** Send the WebSocket upgrade on an established connection; resolves with the response head. */
+function upgradeOn(socket) {
+  const chunks = [];
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      socket.on('data', (d) => {
+        chunks.push(d);
+        const b = Buffer.concat(chunks).toString('latin1');
+        if (b.includes('\r\n\r\n')) resolve(b);
+      });
+      socket.once('close', () => reject(new Error('closed before a response')));
+      socket.write(upgradeRequest({}).text);
+    }),
+    5000,
+    'upgrade response',
+  );
+}
+
+/** The gateway's record of a closed connection from our local port: {device, pid}. */
+async function closedConn(gw, localPort) {
+  const line = await gw.waitForLog(new RegExp(`event=conn_closed .*peer=127\\.0\\.0\\.1:${localPort} `), 5000);
+  return parseLogLine(line);
+}
+
+/** One connection that must resume: upgrade it, close it, return what the gateway saw. */
+async function resumeAndIdentify(gw, deviceName, session) {
+  const c = await connectById(gw.port, deviceName, session);
+  try {
+    assert.equal(c.reused, true, `${deviceName}: the session was resumed`);
+    assert.match(await upgradeOn(c.socket), /^HTTP\/1\.1 101 /);
+  } finally {
+    c.socket.destroy();
+  }
+  return closedConn(gw, c.localPort);
+}
+
+/** Session ID of a DER-encoded OpenSSL session (SEQUENCE { INTEGER, INTEGER, OCTET STRING cipher,
+ * OCTET STRING session_id, ... }): returns a copy with every byte of the ID flipped. */
+function forgeSessionId(der) {
+  const b = Buffer.from(der);
+  let i = 0;
+  const header = () => {
+    const tag = b[i++];
+    let len = b[i++];
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      len = 0;
+      for (let k = 0; k < n; k++) len = len * 256 + b[i++];
+    }
+    return { tag, len };
+  };
+  assert.equal(header().tag, 0x30);
+  for (const tag of [0x02, 0x02, 0x04]) {
+    const h = header();
+    assert.equal(h.tag, tag);
+    i += h.len;
+  }
+  const id = header();
+  assert.equal(id.tag, 0x04);
+  assert.equal(id.len, 32, 'the gateway assigns 32-byte session IDs');
+  for (let k = 0; k < id.len; k++) b[i + k] ^= 0xff;
+  return b;
+}
+
+function metricsText(port) {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: HOST, port, path: '/metrics', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+function sample(text, line) {
+  const m = text.split('\n').find((l) => l.startsWith(line + ' '));
+  return m === undefined ? undefined : Number(m.slice(line.length + 1));
+}
+
+describe('session-ID resumption across workers (default store, --workers 2)', () => {
+  let gw, admin;
+  const it = gwTest(() => gw);
+  before(async () => {
+    admin = await freePort();
+    gw = await startGateway({ workers: 2, args: ['--admin-listen', `${HOST}:${admin}`] });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it('every reconnect resumes, on both workers, as the same device', async () => {
+    assert.match(gw.log(), /event=session_cache .*sessions=\d+/);
+    const first = await connectById(gw.port, 'device-1');
+    first.socket.destroy();
+    assert.equal(first.reused, false);
+    const pids = new Set();
+    for (let i = 0; i < 24; i++) {
+      const seen = await resumeAndIdentify(gw, 'device-1', first.session);
+      assert.equal(seen.device, 'device-1', `try ${i}: the identity of the full handshake`);
+      pids.add(seen.pid);
+    }
+    assert.equal(pids.size, 2, 'the reconnects landed on both workers');
+    // a second device's session is its own: it resumes as that device, not as device-1
+    const other = await connectById(gw.port, 'device-2');
+    other.socket.destroy();
+    for (let i = 0; i < 4; i++) assert.equal((await resumeAndIdentify(gw, 'device-2', other.session)).device, 'device-2');
+    const m = await waitFor(
+      async () => {
+        const t = await metricsText(admin);
+        return sample(t, 'nhgw_tls_resumptions_total{by="session_id"}') >= 28 ? t : null;
+      },
+      3000,
+      'resumptions by session ID in /metrics',
+    );
+    assert.equal(sample(m, 'nhgw_tls_resumptions_total{by="ticket"}'), 0);
+  });
+
+  it('a forged session ID falls back to a full handshake, which works', async () => {
+    const first = await connectById(gw.port, 'device-3');
+    first.socket.destroy();
+    const forged = forgeSessionId(first.session);
+    for (let i = 0; i < 6; i++) {
+      const c = await connectById(gw.port, 'device-3', forged);
+      try {
+        assert.equal(c.reused, false, 'an unknown ID is not resumed');
+        assert.match(await upgradeOn(c.socket), /^HTTP\/1\.1 101 /);
+      } finally {
+        c.socket.destroy();
+      }
+      assert.equal((await closedConn(gw, c.localPort)).device, 'device-3');
+    }
+    // the real one still resumes
+    await resumeAndIdentify(gw, 'device-3', first.session);
+  });
+
+  it('a client offering tickets still resumes with its ticket, not the store', async () => {
+    const s1 = await withTimeout(
+      new Promise((resolve, reject) => {
+        const s = tls.connect({ host: HOST, port: gw.port, servername: 'localhost', ...device('device-4'), ...V12 });
+        let sess = null;
+        s.on('session', (x) => (sess = x));
+        s.once('error', reject);
+        s.once('secureConnect', () => setImmediate(() => resolve({ s, sess })));
+      }),
+      5000,
+      'ticket connect',
+    );
+    s1.s.destroy();
+    assert.ok(s1.sess, 'a ticket was issued');
+    await sleep(300); // workers publish their counters every 100 ms: let earlier tests' settle
+    const before = sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="session_id"}');
+    for (let i = 0; i < 4; i++) {
+      const c = await withTimeout(
+        new Promise((resolve, reject) => {
+          const s = tls.connect({
+            host: HOST, port: gw.port, servername: 'localhost', ...device('device-4'), ...V12, session: s1.sess,
+          });
+          s.once('error', reject);
+          s.once('secureConnect', () => resolve(s));
+        }),
+        5000,
+        'ticket resume',
+      );
+      try {
+        assert.equal(c.isSessionReused(), true);
+        // the client speaks last in a resumed TLS 1.2 handshake: let the gateway finish it
+        assert.match(await upgradeOn(c), /^HTTP\/1\.1 101 /);
+      } finally {
+        c.destroy();
+      }
+    }
+    await waitFor(
+      async () => sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="ticket"}') >= 4,
+      3000,
+      'ticket resumptions counted',
+    );
+    await sleep(300);
+    assert.equal(sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="session_id"}'), before);
+  });
+});
+
+describe('session-ID resumption off (--session-cache-size 0)', () => {
+  let gw;
+  const it = gwTest(() => gw);
+  before(async () => {
+    gw = await startGateway({ workers: 2, args: ['--session-cache-size', '0'] });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it('no reconnect resumes; every one is a full handshake that works', async () => {
+    assert.doesNotMatch(gw.log(), /event=session_cache/);
+    const first = await connectById(gw.port, 'device-1');
+    first.socket.destroy();
+    assert.equal(first.reused, false);
+    for (let i = 0; i < 8; i++) {
+      const c = await connectById(gw.port, 'device-1', first.session);
+      try {
+        assert.equal(c.reused, false, `try ${i}`);
+        assert.match(await upgradeOn(c.socket), /^HTTP\/1\.1 101 /);
+      } finally {
+        c.socket.destroy();
+      }
+    }
+  });
+});
+
+describe('session-ID resumption and a reload that removes a CA (SIGHUP)', () => {
+  let gw, dir, ca;
+  const it = gwTest(() => gw);
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nhgw-resume-'));
+    ca = join(dir, 'devices.pem');
+    copyFileSync(certPath('device-cas.pem'), ca);
+    gw = await startGateway({ workers: 2, args: ['--device-ca', ca] });
+  });
+  after(async () => {
+    await gw?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a session of a device whose CA was removed is not resumed, and its full handshake fails", async () => {
+    // device-5 is issued by device-ca2, device-1 by device-ca
+    const s5 = await connectById(gw.port, 'device-5');
+    s5.socket.destroy();
+    const s1 = await connectById(gw.port, 'device-1');
+    s1.socket.destroy();
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await resumeAndIdentify(gw, 'device-5', s5.session)).device, 'device-5');
+      assert.equal((await resumeAndIdentify(gw, 'device-1', s1.session)).device, 'device-1');
+    }
+    copyFileSync(certPath('device-ca.pem'), ca);
+    const since = gw.log().length;
+    gw.proc.kill('SIGHUP');
+    await gw.waitForLog(/event=reload_done/, 10000, since);
+    for (let i = 0; i < 6; i++) {
+      let outcome;
+      try {
+        const c = await connectById(gw.port, 'device-5', s5.session);
+        outcome = c.reused ? 'resumed' : 'full';
+        try {
+          await upgradeOn(c.socket);
+          outcome += '+http';
+        } catch {
+          /* closed: refused after the handshake */
+        }
+        c.socket.destroy();
+      } catch {
+        outcome = 'tls-error';
+      }
+      assert.equal(outcome, 'tls-error', `device-5 try ${i}: refused in the handshake`);
+    }
+    // sessions made under the old bundle are not resumed at all: device-1 gets a full handshake
+    // (verified against the new bundle, which still trusts it) and a new session, which resumes
+    const c1 = await connectById(gw.port, 'device-1', s1.session);
+    assert.equal(c1.reused, false, 'the old context does not resume under the new one');
+    assert.match(await upgradeOn(c1.socket), /^HTTP\/1\.1 101 /);
+    c1.socket.destroy();
+    for (let i = 0; i < 4; i++) assert.equal((await resumeAndIdentify(gw, 'device-1', c1.session)).device, 'device-1');
+  });
+});
