@@ -96,7 +96,8 @@ const char *report_describe(const struct run *r)
                  c->concurrency ? "concurrency" : "open loop, rate", c->concurrency ? c->concurrency : (uint32_t)c->rate,
                  c->workers, c->devices, c->mode == CL_MODE_TLS ? "TLS only" : "upgrade vsn ",
                  c->mode == CL_MODE_TLS ? "" : vsn_name(c->vsn), c->tls_max == TLS1_3_VERSION ? "<=1.3" : "1.2",
-                 c->resume ? ", resumption" : "", r->duration_s, r->warmup_s);
+                 c->resume_id ? ", resumption by session ID" : c->resume ? ", resumption" : "", r->duration_s,
+                 r->warmup_s);
     return b;
 }
 
@@ -415,13 +416,14 @@ static json_t *run_json(const struct run *r)
 
     json_object_set_new(
         o, "config",
-        json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:i,s:i,s:s,s:s,s:i,s:i,s:s,s:b,s:b,s:b,s:b,s:s,s:b}", "mode",
+        json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:f,s:i,s:i,s:s,s:s,s:i,s:i,s:s,s:b,s:b,s:b,s:b,s:b,s:s,s:b}", "mode",
                   c->mode == CL_MODE_TLS ? "tls" : "websocket", "pattern", c->pattern == CL_HOLD ? "hold" : "cycle",
                   "target", c->host, "workers", c->workers, "sessions", (int)c->sessions, "devices", (int)c->devices,
                   "device_base", (int)c->device_base, "rate", c->rate, "concurrency", (int)c->concurrency,
                   "max_pending", (int)c->max_pending, "vsn", vsn_name(c->vsn), "deflate", deflate_name(c->deflate),
                   "heartbeat_ms", (int)c->hb_interval_ms, "timeout_ms", (int)c->timeout_ms, "tls_max",
-                  c->tls_max == TLS1_3_VERSION ? "1.3" : "1.2", "resume", c->resume, "strict", c->strict,
+                  c->tls_max == TLS1_3_VERSION ? "1.3" : "1.2", "resume", c->resume, "resume_id", c->resume_id,
+                  "strict", c->strict,
                   "extensions", c->extensions, "report_iface", c->report_iface, "groups", c->groups,
                   "server_verify", c->server_ca[0] != 0));
 

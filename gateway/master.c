@@ -50,6 +50,7 @@ struct master {
     uint64_t stop_deadline;
     uint8_t ticket_key[80];
     struct stats_shm *shm;
+    struct scache *scache; /* the shared TLS session store; NULL when off */
     struct admin *admin;
     uint64_t reload_target;      /* generation being applied by the workers; 0 when none */
     uint64_t reload_deadline;
@@ -308,6 +309,12 @@ static int on_admin(void *arg, const char *path, struct sbuf *body, const char *
                                 .draining = m->stopping > 0, .ready = ready,
                                 .link_nats = m->cfg->link == CFG_LINK_NATS, .redis = m->cfg->redis != NULL,
                                 .reloads_ok = m->reloads_ok, .reloads_failed = m->reloads_failed };
+        if (m->scache) {
+            /* the store is shared memory the workers write: its counters are read here directly */
+            v.scache_capacity = scache_capacity(m->scache);
+            v.scache_entries = scache_entries(m->scache);
+            scache_get_stats(m->scache, &v.scache);
+        }
         stats_render(body, &v);
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
     }
@@ -365,6 +372,7 @@ int master_run(const struct cfg *cfg)
             return 1;
         }
         tls_set_session_cache(sc);
+        m->scache = sc;
         LOG(LOG_INFO, "session_cache", "sessions=%zu bytes=%zu", scache_capacity(sc), scache_mapped_bytes(sc));
     }
     m->admin = admin_new(m->base, cfg->admin_listen, on_admin, m, err, sizeof(err));

@@ -26,6 +26,7 @@ _Static_assert(sizeof(struct slot_meta) == SCACHE_SLOT_META, "slot metadata is o
 struct stripe {
     pthread_mutex_t lock; /* process-shared, robust */
     uint64_t tick;
+    uint64_t entries; /* occupied slots in the stripe's sets: written under the lock, read without */
 } __attribute__((aligned(LINE)));
 
 /* The mapping starts with this header, then the stripes, the slot metadata and the slot data. */
@@ -63,6 +64,13 @@ static uint8_t *slot_data(struct scache *c, uint32_t set, unsigned way)
 static void count(uint64_t *field)
 {
     __atomic_fetch_add(field, 1, __ATOMIC_RELAXED);
+}
+
+/* The caller holds stripe si's lock, the only writer of its count. */
+static void entries_add(struct scache *c, uint32_t si, int d)
+{
+    uint64_t *e = &stripes(c)[si].entries;
+    __atomic_store_n(e, *e + (uint64_t)(int64_t)d, __ATOMIC_RELAXED);
 }
 
 struct scache *scache_new(size_t bytes, size_t slot_data_max)
@@ -156,6 +164,8 @@ static void wipe_stripe(struct scache *c, uint32_t si)
         for (unsigned w = 0; w < SCACHE_WAYS; w++)
             m[w].id_len = 0;
     }
+    /* whatever the count was (the holder may have died between a slot and its count) */
+    __atomic_store_n(&stripes(c)[si].entries, 0, __ATOMIC_RELAXED);
 }
 
 static bool lock_stripe(struct scache *c, uint32_t si)
@@ -196,6 +206,8 @@ bool scache_put(struct scache *c, const uint8_t *id, size_t id_len, const void *
                 int64_t expires, int64_t now)
 {
     if (!id_ok(id_len) || len > c->stride || expires <= now) {
+        if (len > c->stride)
+            count(&c->st.too_large);
         count(&c->st.rejected);
         return false;
     }
@@ -218,14 +230,18 @@ bool scache_put(struct scache *c, const uint8_t *id, size_t id_len, const void *
             else if (m[i].used < m[lru].used)
                 lru = (int)i;
         }
-        if (w < 0 && expired >= 0)
+        if (w < 0 && expired >= 0) {
             w = expired;
+            count(&c->st.expired);
+        }
         if (w < 0) {
             w = lru;
             count(&c->st.evictions);
         }
     }
     struct slot_meta *s = &m[w];
+    if (s->id_len == 0)
+        entries_add(c, si, 1);
     memcpy(slot_data(c, set, (unsigned)w), val, len);
     memcpy(s->id, id, id_len);
     s->id_len = (uint8_t)id_len;
@@ -248,6 +264,7 @@ ssize_t scache_get(struct scache *c, const uint8_t *id, size_t id_len, int64_t n
             int w = find(m, id, id_len);
             if (w >= 0 && m[w].expires <= now) {
                 m[w].id_len = 0;
+                entries_add(c, si, -1);
                 count(&c->st.expired);
             } else if (w >= 0 && m[w].len <= cap) {
                 memcpy(out, slot_data(c, set, (unsigned)w), m[w].len);
@@ -271,8 +288,10 @@ void scache_remove(struct scache *c, const uint8_t *id, size_t id_len)
         return;
     struct slot_meta *m = set_meta(c, set);
     int w = find(m, id, id_len);
-    if (w >= 0)
+    if (w >= 0) {
         m[w].id_len = 0;
+        entries_add(c, si, -1);
+    }
     unlock_stripe(c, si);
 }
 
@@ -282,6 +301,15 @@ void scache_get_stats(const struct scache *c, struct scache_stats *out)
     uint64_t *d = (uint64_t *)out;
     for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
         d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+}
+
+size_t scache_entries(const struct scache *c)
+{
+    const struct stripe *s = (const struct stripe *)((const char *)c + sizeof(struct scache));
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < c->nstripes; i++)
+        n += __atomic_load_n(&s[i].entries, __ATOMIC_RELAXED);
+    return (size_t)n;
 }
 
 bool scache_test_hold_lock(struct scache *c, const uint8_t *id, size_t id_len)

@@ -49,11 +49,22 @@ ssize_t scache_get(struct scache *c, const uint8_t *id, size_t id_len, int64_t n
 /* Drop the value stored under id, if any. */
 void scache_remove(struct scache *c, const uint8_t *id, size_t id_len);
 
-/* Counters since creation, over all processes. */
+/* Counters since creation, over all processes. Read without locks: each is exact, but a set of
+ * them read together need not be from one moment. */
 struct scache_stats {
-    uint64_t hits, misses, stores, evictions, expired, rejected, recovered;
+    uint64_t hits, misses; /* scache_get: a value returned, or none (any reason) */
+    uint64_t stores;       /* scache_put that stored */
+    uint64_t evictions;    /* live values replaced because their set was full (least recently used) */
+    uint64_t expired;      /* expired values dropped: found by scache_get, or reused by scache_put */
+    uint64_t rejected;     /* scache_put that stored nothing (every reason, too_large included) */
+    uint64_t too_large;    /* ... of which: the value was larger than scache_max_value */
+    uint64_t recovered;    /* stripes emptied because a process died holding their lock */
 };
 void scache_get_stats(const struct scache *c, struct scache_stats *out);
+/* Slots holding a value now (an expired one included until it is dropped): at most
+ * scache_capacity. Kept per stripe under its lock and summed here, so it costs no scan and stays
+ * right when a stripe is emptied after its lock holder died. */
+size_t scache_entries(const struct scache *c);
 
 /* For tests: lock the stripe that id belongs to and return without unlocking, so a process that
  * then exits plays a worker that died inside the store. */

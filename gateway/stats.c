@@ -281,6 +281,40 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     SUM(x, c->tls_expired);
     sbuf_printf(o, "nhgw_tls_expired_client_certs_total %llu\n", (unsigned long long)x);
 
+    /* the session-ID store is one for all workers: no per-worker series */
+    const struct scache_stats *sc = &v->scache;
+    head(o, "nhgw_tls_session_cache_capacity", "gauge",
+         "Sessions the shared TLS session-ID store can hold (0: off, --session-cache-size 0).");
+    sbuf_printf(o, "nhgw_tls_session_cache_capacity %llu\n", (unsigned long long)v->scache_capacity);
+    head(o, "nhgw_tls_session_cache_entries", "gauge",
+         "Sessions in the shared store (expired ones until a lookup or a store drops them).");
+    sbuf_printf(o, "nhgw_tls_session_cache_entries %llu\n", (unsigned long long)v->scache_entries);
+    head(o, "nhgw_tls_session_cache_lookups_total", "counter",
+         "Session IDs offered by TLS 1.2 clients looked up in the shared store, by result.");
+    sbuf_printf(o, "nhgw_tls_session_cache_lookups_total{result=\"hit\"} %llu\n",
+                (unsigned long long)sc->hits);
+    sbuf_printf(o, "nhgw_tls_session_cache_lookups_total{result=\"miss\"} %llu\n",
+                (unsigned long long)sc->misses);
+    head(o, "nhgw_tls_session_cache_stores_total", "counter",
+         "New TLS 1.2 sessions stored in the shared store.");
+    sbuf_printf(o, "nhgw_tls_session_cache_stores_total %llu\n", (unsigned long long)sc->stores);
+    head(o, "nhgw_tls_session_cache_evictions_total", "counter",
+         "Sessions dropped from the shared store: replaced while live because their set was full, or "
+         "found expired.");
+    sbuf_printf(o, "nhgw_tls_session_cache_evictions_total{reason=\"full\"} %llu\n",
+                (unsigned long long)sc->evictions);
+    sbuf_printf(o, "nhgw_tls_session_cache_evictions_total{reason=\"expired\"} %llu\n",
+                (unsigned long long)sc->expired);
+    head(o, "nhgw_tls_session_cache_refused_total", "counter",
+         "Sessions not stored: larger than a slot, or an invalid ID or lifetime.");
+    sbuf_printf(o, "nhgw_tls_session_cache_refused_total{reason=\"too_large\"} %llu\n",
+                (unsigned long long)sc->too_large);
+    sbuf_printf(o, "nhgw_tls_session_cache_refused_total{reason=\"other\"} %llu\n",
+                (unsigned long long)(sc->rejected > sc->too_large ? sc->rejected - sc->too_large : 0));
+    head(o, "nhgw_tls_session_cache_recoveries_total", "counter",
+         "Lock stripes of the shared store emptied because a worker died holding their lock.");
+    sbuf_printf(o, "nhgw_tls_session_cache_recoveries_total %llu\n", (unsigned long long)sc->recovered);
+
     static const int upg_status[ST_UPG_N] = {101, 400, 401, 403, 404, 431, 503};
     head(o, "nhgw_upgrades_total", "counter", "HTTP upgrade requests answered, by status.");
     for (int k = 0; k < ST_UPG_N; k++) {

@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "lp.h"
+#include "sesscache.h"
 
 #define STATS_NBUCKETS 13 /* upper bounds in stats_bucket_le; one more slot for "above" */
 extern const double stats_bucket_le[STATS_NBUCKETS];
@@ -138,6 +139,9 @@ struct stats_view {
     bool draining, ready;
     bool link_nats, redis;
     uint64_t reloads_ok, reloads_failed;
+    /* the shared TLS session store (sesscache.h), read by the master: all zero when it is off */
+    uint64_t scache_capacity, scache_entries;
+    struct scache_stats scache;
 };
 
 /* The Prometheus text exposition (format 0.0.4) of everything. */

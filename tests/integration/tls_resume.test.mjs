@@ -118,6 +118,28 @@ function sample(text, line) {
   return m === undefined ? undefined : Number(m.slice(line.length + 1));
 }
 
+/** The shared store's series (nhgw_tls_session_cache_*), each required to be present. */
+function cacheMetrics(text) {
+  const names = {
+    capacity: 'nhgw_tls_session_cache_capacity',
+    entries: 'nhgw_tls_session_cache_entries',
+    hits: 'nhgw_tls_session_cache_lookups_total{result="hit"}',
+    misses: 'nhgw_tls_session_cache_lookups_total{result="miss"}',
+    stores: 'nhgw_tls_session_cache_stores_total',
+    evictedFull: 'nhgw_tls_session_cache_evictions_total{reason="full"}',
+    evictedExpired: 'nhgw_tls_session_cache_evictions_total{reason="expired"}',
+    refusedTooLarge: 'nhgw_tls_session_cache_refused_total{reason="too_large"}',
+    refusedOther: 'nhgw_tls_session_cache_refused_total{reason="other"}',
+    recoveries: 'nhgw_tls_session_cache_recoveries_total',
+  };
+  const out = {};
+  for (const [k, line] of Object.entries(names)) {
+    out[k] = sample(text, line);
+    assert.equal(typeof out[k], 'number', `${line} in /metrics`);
+  }
+  return out;
+}
+
 describe('session-ID resumption across workers (default store, --workers 2)', () => {
   let gw, admin;
   const it = gwTest(() => gw);
@@ -154,11 +176,31 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
       'resumptions by session ID in /metrics',
     );
     assert.equal(sample(m, 'nhgw_tls_resumptions_total{by="ticket"}'), 0);
+    // the store saw what the clients did: two new sessions, 28 IDs found, none offered in vain
+    const sc = cacheMetrics(m);
+    assert.equal(sc.capacity, Number(/event=session_cache .*sessions=(\d+)/.exec(gw.log())[1]));
+    assert.equal(sc.hits, 28);
+    assert.equal(sample(m, 'nhgw_tls_resumptions_total{by="session_id"}'), 28);
+    assert.equal(sc.misses, 0);
+    assert.equal(sc.stores, 2);
+    assert.equal(sc.entries, 2);
   });
 
   it('a forged session ID falls back to a full handshake, which works', async () => {
+    const s0 = cacheMetrics(await metricsText(admin));
     const first = await connectById(gw.port, 'device-3');
     first.socket.destroy();
+    // the gateway stores the session as its side of the handshake ends, which can be after the
+    // client's (here nothing else, such as an upgrade, waits for the gateway)
+    const before = await waitFor(
+      async () => {
+        const x = cacheMetrics(await metricsText(admin));
+        return x.stores === s0.stores + 1 ? x : null;
+      },
+      3000,
+      "device-3's session stored",
+    );
+    assert.equal(before.entries, s0.entries + 1);
     const forged = forgeSessionId(first.session);
     for (let i = 0; i < 6; i++) {
       const c = await connectById(gw.port, 'device-3', forged);
@@ -170,8 +212,18 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
       }
       assert.equal((await closedConn(gw, c.localPort)).device, 'device-3');
     }
+    // each forged ID was a miss, and its full handshake (complete: the upgrade was answered)
+    // stored a new session
+    const mid = cacheMetrics(await metricsText(admin));
+    assert.equal(mid.misses - before.misses, 6);
+    assert.equal(mid.hits, before.hits);
+    assert.equal(mid.stores - before.stores, 6);
+    assert.equal(mid.entries - before.entries, 6);
     // the real one still resumes
     await resumeAndIdentify(gw, 'device-3', first.session);
+    const end = cacheMetrics(await metricsText(admin));
+    assert.equal(end.hits - mid.hits, 1);
+    assert.equal(end.misses, mid.misses);
   });
 
   it('a client offering tickets still resumes with its ticket, not the store', async () => {
@@ -218,13 +270,32 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
     await sleep(300);
     assert.equal(sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="session_id"}'), before);
   });
+
+  it("the store's counters agree with the resumptions and what the clients offered", async () => {
+    const m = await metricsText(admin);
+    const sc = cacheMetrics(m);
+    // every ID found resumed (nothing here fails re-verification) and every resumption by ID was
+    // found: 28 + 1; the misses are the 6 forged IDs (ticket clients are not looked up)
+    assert.equal(sc.hits, sample(m, 'nhgw_tls_resumptions_total{by="session_id"}'));
+    assert.equal(sc.hits, 29);
+    assert.equal(sc.misses, 6);
+    // device-1, device-2, device-3 and its 6 full handshakes; ticket sessions are not stored
+    assert.equal(sc.stores, 9);
+    assert.ok(sc.entries > 0);
+    assert.equal(sc.entries, sc.stores, 'nothing was removed, replaced or expired');
+    assert.ok(sc.entries <= sc.capacity);
+    assert.equal(sc.evictedFull + sc.evictedExpired, 0);
+    assert.equal(sc.refusedTooLarge + sc.refusedOther, 0);
+    assert.equal(sc.recoveries, 0);
+  });
 });
 
 describe('session-ID resumption off (--session-cache-size 0)', () => {
-  let gw;
+  let gw, admin;
   const it = gwTest(() => gw);
   before(async () => {
-    gw = await startGateway({ workers: 2, args: ['--session-cache-size', '0'] });
+    admin = await freePort();
+    gw = await startGateway({ workers: 2, args: ['--session-cache-size', '0', '--admin-listen', `${HOST}:${admin}`] });
   });
   after(async () => {
     await gw?.stop();
@@ -244,6 +315,9 @@ describe('session-ID resumption off (--session-cache-size 0)', () => {
         c.socket.destroy();
       }
     }
+    // the store's series are there, all 0: capacity 0 says it is off
+    const sc = cacheMetrics(await metricsText(admin));
+    for (const [k, v] of Object.entries(sc)) assert.equal(v, 0, k);
   });
 });
 

@@ -56,9 +56,11 @@ TEST(sesscache_put_get_replace_remove)
     ASSERT_EQ(scache_max_value(c), 3008);
     uint8_t id[32], v[3008], out[3008];
     make_id(id, 32, 1);
+    ASSERT_EQ(scache_entries(c), 0);
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), -1);
     make_val(v, 1000, 1);
     ASSERT(scache_put(c, id, 32, v, 1000, NOW + 7200, NOW));
+    ASSERT_EQ(scache_entries(c), 1);
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), 1000);
     ASSERT_MEM_EQ(out, 1000, v, 1000);
     /* a buffer too small for the value: a miss, never a partial copy */
@@ -66,16 +68,24 @@ TEST(sesscache_put_get_replace_remove)
     /* the same id again replaces the value */
     make_val(v, 500, 2);
     ASSERT(scache_put(c, id, 32, v, 500, NOW + 7200, NOW));
+    ASSERT_EQ(scache_entries(c), 1); /* replaced in place, not a second entry */
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), 500);
     ASSERT_MEM_EQ(out, 500, v, 500);
     /* a prefix of an id is another id */
     ASSERT_EQ(scache_get(c, id, 31, NOW, out, sizeof(out)), -1);
+    /* removing an id that is not there changes nothing */
+    scache_remove(c, id, 31);
+    ASSERT_EQ(scache_entries(c), 1);
     scache_remove(c, id, 32);
+    ASSERT_EQ(scache_entries(c), 0);
+    scache_remove(c, id, 32); /* twice: no underflow */
+    ASSERT_EQ(scache_entries(c), 0);
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), -1);
     struct scache_stats s = stats(c);
     ASSERT_EQ(s.stores, 2);
     ASSERT_EQ(s.hits, 2);
     ASSERT_EQ(s.misses, 4);
+    ASSERT_EQ(s.evictions + s.expired + s.rejected + s.too_large + s.recovered, 0);
     scache_free(c);
 }
 
@@ -101,6 +111,8 @@ TEST(sesscache_id_length_limits)
     ASSERT_EQ(scache_get(c, id, 1, NOW, out, sizeof(out)), 3);
     ASSERT_EQ(scache_get(c, id, SCACHE_ID_MAX, NOW, out, sizeof(out)), (ssize_t)sizeof(v));
     ASSERT_EQ(stats(c).rejected, 2);
+    ASSERT_EQ(stats(c).too_large, 0); /* refused for the id, not the size */
+    ASSERT_EQ(scache_entries(c), 2);
     scache_free(c);
 }
 
@@ -114,6 +126,7 @@ TEST(sesscache_oversize_values_not_stored)
     make_id(id, 32, 5);
     ASSERT(!scache_put(c, id, 32, v, max + 1, NOW + 10, NOW));
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, max + 1), -1);
+    ASSERT_EQ(scache_entries(c), 0);
     ASSERT(scache_put(c, id, 32, v, max, NOW + 10, NOW));
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, max + 1), (ssize_t)max);
     ASSERT_MEM_EQ(out, max, v, max);
@@ -121,6 +134,8 @@ TEST(sesscache_oversize_values_not_stored)
     ASSERT(!scache_put(c, id, 32, v, max + 1, NOW + 10, NOW));
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, max + 1), (ssize_t)max);
     ASSERT_EQ(stats(c).rejected, 2);
+    ASSERT_EQ(stats(c).too_large, 2);
+    ASSERT_EQ(scache_entries(c), 1);
     free(v);
     free(out);
     scache_free(c);
@@ -135,14 +150,20 @@ TEST(sesscache_expiry)
     make_val(v, sizeof(v), 3);
     ASSERT(scache_put(c, id, 32, v, sizeof(v), NOW + 10, NOW));
     ASSERT_EQ(scache_get(c, id, 32, NOW + 9, out, sizeof(out)), (ssize_t)sizeof(v));
+    ASSERT_EQ(scache_entries(c), 1);
     ASSERT_EQ(scache_get(c, id, 32, NOW + 10, out, sizeof(out)), -1);
     ASSERT_EQ(stats(c).expired, 1);
+    ASSERT_EQ(scache_entries(c), 0);
     /* dropped, not merely hidden: an earlier clock does not bring it back */
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), -1);
     /* a value that is already expired is not stored */
     ASSERT(!scache_put(c, id, 32, v, sizeof(v), NOW, NOW));
     ASSERT(!scache_put(c, id, 32, v, sizeof(v), NOW - 1, NOW));
     ASSERT_EQ(scache_get(c, id, 32, NOW - 5, out, sizeof(out)), -1);
+    ASSERT_EQ(scache_entries(c), 0);
+    ASSERT_EQ(stats(c).rejected, 2);
+    ASSERT_EQ(stats(c).too_large, 0);
+    ASSERT_EQ(stats(c).expired, 1);
     scache_free(c);
 }
 
@@ -153,6 +174,7 @@ TEST(sesscache_eviction_lru_within_a_set)
     for (uint32_t i = 0; i < SCACHE_WAYS; i++) {
         make_id(id, 32, i);
         ASSERT(scache_put(c, id, 32, v, make_val(v, 64, i), NOW + 100, NOW));
+        ASSERT_EQ(scache_entries(c), i + 1);
     }
     ASSERT_EQ(stats(c).evictions, 0);
     /* touch 0: now 1 is the least recently used */
@@ -161,6 +183,7 @@ TEST(sesscache_eviction_lru_within_a_set)
     make_id(id, 32, 100);
     ASSERT(scache_put(c, id, 32, v, make_val(v, 64, 100), NOW + 100, NOW));
     ASSERT_EQ(stats(c).evictions, 1);
+    ASSERT_EQ(scache_entries(c), SCACHE_WAYS); /* one replaced another: never more than the slots */
     for (uint32_t i = 0; i < SCACHE_WAYS; i++) {
         make_id(id, 32, i);
         ssize_t n = scache_get(c, id, 32, NOW, out, sizeof(out));
@@ -177,14 +200,30 @@ TEST(sesscache_eviction_lru_within_a_set)
     ASSERT(scache_put(c, id, 32, v, make_val(v, 64, 200), NOW + 5, NOW));
     ASSERT_EQ(stats(c).evictions, 2); /* the least recently used was 100: the lookups touched the rest */
     make_id(id, 32, 201);
+    ASSERT_EQ(stats(c).expired, 0);
     ASSERT(scache_put(c, id, 32, v, make_val(v, 64, 201), NOW + 100, NOW + 6));
     ASSERT_EQ(stats(c).evictions, 2);
+    ASSERT_EQ(stats(c).expired, 1); /* 200's slot, reused: an expiry, not an eviction */
+    ASSERT_EQ(scache_entries(c), SCACHE_WAYS);
     make_id(id, 32, 200);
     ASSERT_EQ(scache_get(c, id, 32, NOW + 6, out, sizeof(out)), -1);
     make_id(id, 32, 100);
     ASSERT_EQ(scache_get(c, id, 32, NOW + 6, out, sizeof(out)), -1);
     make_id(id, 32, 201);
     ASSERT_EQ(scache_get(c, id, 32, NOW + 6, out, sizeof(out)), 64);
+    /* the lookups of the gone ids dropped nothing: the count is still the full set */
+    ASSERT_EQ(scache_entries(c), SCACHE_WAYS);
+    ASSERT_EQ(stats(c).expired, 1);
+    /* removing every id brings it back to zero (gone ones included: nothing to remove) */
+    for (uint32_t i = 0; i < SCACHE_WAYS; i++) {
+        make_id(id, 32, i);
+        scache_remove(c, id, 32);
+    }
+    make_id(id, 32, 100);
+    scache_remove(c, id, 32);
+    make_id(id, 32, 201);
+    scache_remove(c, id, 32);
+    ASSERT_EQ(scache_entries(c), 0);
     scache_free(c);
 }
 
@@ -210,6 +249,7 @@ TEST(sesscache_memory_is_bounded)
     /* every slot holds one of them (ten times the capacity went in), and no more fit */
     ASSERT_EQ(found, cap);
     ASSERT_EQ(stats(c).evictions, n - cap);
+    ASSERT_EQ(scache_entries(c), cap);
     scache_free(c);
 }
 
@@ -261,6 +301,16 @@ TEST(sesscache_concurrent_processes)
     ASSERT(s.hits > 1000);
     ASSERT(s.stores > 1000);
     ASSERT_EQ(s.recovered, 0);
+    /* the count kept by every process's stores and removes matches what the store holds */
+    uint8_t id[32], out[512];
+    size_t held = 0;
+    for (uint32_t tag = 0; tag < IDS; tag++) {
+        make_id(id, 32, tag);
+        held += scache_get(c, id, 32, NOW, out, sizeof(out)) >= 0;
+    }
+    ASSERT(held > 0);
+    ASSERT_EQ(scache_entries(c), held);
+    ASSERT(held <= scache_capacity(c));
     scache_free(c);
 }
 
@@ -272,8 +322,15 @@ TEST(sesscache_lock_holder_dies)
     ASSERT(c != NULL);
     uint8_t id[32], v[100], out[256];
     make_id(id, 32, 42);
+    /* others, most of them under other locks, which must keep theirs */
+    for (uint32_t tag = 1000; tag < 1200; tag++) {
+        make_id(id, 32, tag);
+        ASSERT(scache_put(c, id, 32, v, make_val(v, sizeof(v), tag), NOW + 100, NOW));
+    }
+    make_id(id, 32, 42);
     make_val(v, sizeof(v), 42);
     ASSERT(scache_put(c, id, 32, v, sizeof(v), NOW + 100, NOW));
+    ASSERT_EQ(scache_entries(c), 201);
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
     pid_t pid = fork();
@@ -296,8 +353,18 @@ TEST(sesscache_lock_holder_dies)
     /* returns (a plain mutex would block forever here) and misses: the stripe was dropped */
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), -1);
     ASSERT_EQ(stats(c).recovered, 1);
+    /* the count lost exactly the dropped stripe's entries (about 200/64 of the others) */
+    size_t held = 0;
+    for (uint32_t tag = 1000; tag < 1200; tag++) {
+        make_id(id, 32, tag);
+        held += scache_get(c, id, 32, NOW, out, sizeof(out)) >= 0;
+    }
+    ASSERT(held >= 150);
+    ASSERT_EQ(scache_entries(c), held);
     /* and the stripe works again */
+    make_id(id, 32, 42);
     ASSERT(scache_put(c, id, 32, v, sizeof(v), NOW + 100, NOW));
+    ASSERT_EQ(scache_entries(c), held + 1);
     ASSERT_EQ(scache_get(c, id, 32, NOW, out, sizeof(out)), (ssize_t)sizeof(v));
     ASSERT_MEM_EQ(out, sizeof(v), v, sizeof(v));
     ASSERT_EQ(stats(c).recovered, 1);
