@@ -81,7 +81,7 @@ struct tls_stats {
     uint64_t verify_ok, verify_failed, expired_accepted, expired_rejected;
     uint64_t resumed_id;          /* resumptions by session ID from the shared store, accepted */
     uint64_t resumed_ticket;      /* resumptions by session ticket, accepted */
-    uint64_t sessions_not_cached; /* new TLS 1.2 sessions the store refused (too large) */
+    uint64_t sessions_not_cached; /* new TLS 1.2 sessions not stored: could not be serialised, or the store refused them (too large, already expired) */
 };
 extern struct tls_stats tls_stats;
 
