@@ -81,7 +81,9 @@ struct tls_stats {
     uint64_t verify_ok, verify_failed, expired_accepted, expired_rejected;
     uint64_t resumed_id;          /* resumptions by session ID from the shared store, accepted */
     uint64_t resumed_ticket;      /* resumptions by session ticket, accepted */
-    uint64_t sessions_not_cached; /* new TLS 1.2 sessions not stored: could not be serialised, or the store refused them (too large, already expired) */
+    /* new TLS 1.2 sessions not stored: not serialisable, or refused by the store (too large,
+     * already expired) */
+    uint64_t sessions_not_cached;
 };
 extern struct tls_stats tls_stats;
 
