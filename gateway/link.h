@@ -32,7 +32,9 @@ enum link_effect_kind {
     LINK_EFF_START_TIMER, /* key, payload, ms: repeating timer filed under key */
     LINK_EFF_CANCEL_TIMER,/* key */
     LINK_EFF_CLOSE,       /* code, event = reason */
-    LINK_EFF_SCROLLBACK,  /* console effects: not applied by the session layer yet */
+    LINK_EFF_SCROLLBACK_APPEND, /* payload: the local shell's output, kept for later operators */
+    LINK_EFF_SCROLLBACK_CLEAR,  /* drop the local shell's scrollback */
+    LINK_EFF_SCROLLBACK_REPLAY, /* topic: NATS subject to publish the scrollback to */
 };
 
 struct link_effect {

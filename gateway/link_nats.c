@@ -179,8 +179,14 @@ static size_t convert_effects(struct link_nats *ln, const struct lp_reply *lr)
             o->code = e.code;
             o->event = sp(e.reason);
             break;
-        default:
-            o->kind = LINK_EFF_SCROLLBACK;
+        case LP_FX_SCROLLBACK_APPEND:
+        case LP_FX_SCROLLBACK_CLEAR:
+        case LP_FX_SCROLLBACK_REPLAY:
+            o->kind = e.kind == LP_FX_SCROLLBACK_APPEND  ? LINK_EFF_SCROLLBACK_APPEND
+                      : e.kind == LP_FX_SCROLLBACK_CLEAR ? LINK_EFF_SCROLLBACK_CLEAR
+                                                         : LINK_EFF_SCROLLBACK_REPLAY;
+            o->payload = sp(e.data);
+            o->topic = sp(e.topic);
             break;
         }
     }

@@ -2,7 +2,8 @@
  * topics — `device` (pinned to the authenticated device), `console` and `extensions` — and
  * answers everything else as Phoenix does for an unmatched topic. Platform calls go through the
  * link one at a time per connection (proto/LINK.md §5); effects are applied here: pushes,
- * replies, shared-topic follows, self-messages, timers and closes. */
+ * replies, shared-topic follows, self-messages, timers, closes and the local shell's scrollback
+ * (xshell.h). */
 #include "session.h"
 
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "registry.h"
 #include "rmap.h"
 #include "worker.h"
+#include "xshell.h"
 
 enum topic { T_DEVICE, T_CONSOLE, T_EXTENSIONS, T_COUNT };
 
@@ -83,6 +85,7 @@ struct sess {
     uint32_t info_len;
     char *fw;                 /* firmware uuid from the device join reply, owned */
     struct console *console;  /* the joined console channel's state (console.h), owned */
+    struct sb *xsb;           /* the local shell's scrollback (xshell.h), owned, NULL when empty */
     struct pending *pq_head, *pq_tail;
     const char *close_reason; /* static: why the gateway ended the session (LINK.md §4.3) */
     uint16_t n_pending;
@@ -379,6 +382,8 @@ static void chan_clear(struct conn *c, int t)
     struct chan *ch = &s->ch[t];
     if (t == T_CONSOLE && s->console)
         console_end(c, "left", NULL);
+    if (t == T_EXTENSIONS)
+        xshell_clear(&s->xsb); /* the local shell ends with its channel */
     if (ch->join_ref)
         s->n_joined--;
     while (ch->timers)
@@ -499,6 +504,22 @@ static void run_pending(struct conn *c)
     }
 }
 
+static void apply_scrollback(struct conn *c, const struct link_effect *e)
+{
+    struct sess *s = c->sess;
+    if (e->kind == LINK_EFF_SCROLLBACK_APPEND) {
+        if (xshell_append(c->w, &s->xsb, e->payload) != 0)
+            log_peer("local_shell_scrollback_nomem", "conn=%llu device=%s", (unsigned long long)c->id,
+                     s->device_id);
+    } else if (e->kind == LINK_EFF_SCROLLBACK_CLEAR) {
+        xshell_clear(&s->xsb);
+    } else {
+        if (xshell_replay(c->w, s->xsb, e->topic) != 0)
+            log_peer("local_shell_replay_failed", "conn=%llu device=%s", (unsigned long long)c->id,
+                     s->device_id);
+    }
+}
+
 static void apply_effects(struct conn *c, const struct call *call, const struct link_reply *r)
 {
     int t = call->topic;
@@ -557,7 +578,13 @@ static void apply_effects(struct conn *c, const struct call *call, const struct 
             conn_close(c, e->code >= 1000 && e->code <= 4999 ? e->code : 1000, reason);
             break;
         }
-        case LINK_EFF_SCROLLBACK:
+        case LINK_EFF_SCROLLBACK_APPEND:
+        case LINK_EFF_SCROLLBACK_CLEAR:
+        case LINK_EFF_SCROLLBACK_REPLAY:
+            /* the local shell lives on `extensions` (LINK.md §9.1); elsewhere the effect means
+             * nothing and is ignored */
+            if (t == T_EXTENSIONS && ch->join_ref)
+                apply_scrollback(c, e);
             break;
         }
     }

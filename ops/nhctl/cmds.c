@@ -867,6 +867,15 @@ const struct cmd nhctl_cmds[] = {
      "closed on the device's side (\"console closed: <reason>\") or could not be opened (unknown\n"
      "device, offline, console not joined), 3 NATS or the gateway unreachable.\n",
      F_NONE, 1, 1, cmd_console},
+    {"local-shell", "<device>",
+     "Open the device's local shell (the local_shell extension: a shell on the device's OS, not\n"
+     "IEx), an interactive terminal over NATS through the platform and whichever gateway holds the\n"
+     "device. Its recent output (the scrollback the gateway keeps) is printed first. Keys go to\n"
+     "the device as typed; the window size follows the terminal. Type Ctrl-] to exit. Exit status:\n"
+     "0 exited, 1 the shell closed (\"local shell closed: <reason>\": detached, disconnected,\n"
+     "not_attached) or could not be opened (unknown device, offline, extensions not joined),\n"
+     "3 NATS, the gateway or the platform unreachable.\n",
+     F_NONE, 1, 1, cmd_local_shell},
     {"events", "[<device>] [--count N] [--timeout S]",
      "Print platform events (all devices, or one) as they happen, one line each.\n"
      "  --count N           exit after N events (exit 1 if --timeout passes first)\n"

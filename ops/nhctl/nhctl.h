@@ -114,10 +114,13 @@ struct cmd {
     int (*run)(struct ctx *c, const struct args *a, const char *const *pos);
 };
 
-/* ---- console.c ---- */
+/* ---- console.c (console and local-shell) ---- */
 
 /* `nhctl console <device>`: the interactive remote console (proto/LINK.md §9). */
 int cmd_console(struct ctx *c, const struct args *a, const char *const *pos);
+/* `nhctl local-shell <device>`: the interactive local shell (the `local_shell` extension,
+ * proto/LINK.md §9.1, ops/README.md). */
+int cmd_local_shell(struct ctx *c, const struct args *a, const char *const *pos);
 
 extern const struct cmd nhctl_cmds[];
 extern const size_t nhctl_n_cmds;

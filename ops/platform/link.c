@@ -7,7 +7,13 @@
  *   extensions channel session    {"d": dev, "x": {key: 1 (attachable) | 2 (attached)}}
  *   notify messages / timer keys  {"k": kind, ...}: after_join {fk, ak}, follow, run_script
  *                                  {text}, clear_script_ref {ref}, script_ref {ref} (timer key),
- *                                  ext {ext, tag} (extension ticks and timers). */
+ *                                  ext {ext, tag} (extension ticks and timers),
+ *                                  local_shell {op} (an operator opens the local shell; sent by
+ *                                  operators through the gateway inbox, ops/README.md).
+ *
+ * The local shell (LINK.md §9.1): device output is published to operators on
+ * <prefix>.local_shell.<dev>.out and kept by the gateway (scrollback_append); an operator's
+ * local_shell notify is answered with scrollback_replay to <prefix>.local_shell.<dev>.op.<op>. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +42,8 @@ struct call {
     size_t nbufs;
     bool failed; /* out of scratch buffers or effects */
 };
+
+static void shell_closed(const char *dev, const char *sub, const char *reason, const char *detail);
 
 static struct lp_out *cbuf(struct call *c)
 {
@@ -563,6 +571,8 @@ static void on_disconnect(struct call *c)
     bool current = store_ok(r) && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     pf_event(c->dev, "disconnect", json_pack("{s:s, s:b}", "reason", reason, "stale", !current));
+    if (current) /* a stale one (kicked by a newer connection) must not end the new one's shell */
+        shell_closed(c->dev, "out", "disconnected", reason);
 }
 
 static void on_heartbeat(struct call *c)
@@ -1032,6 +1042,108 @@ static struct lp_span detach_reply(struct call *c)
     return out_span(o);
 }
 
+/* ---- the local shell (LINK.md §9.1, ops/README.md) ---- */
+
+/* Device output is published in pieces of at most this much (cut before a UTF-8 lead byte). */
+#define SHELL_OUT_CHUNK (256u << 10)
+
+/* {v: 1, ev, p} (the console's output form, LINK.md §9) on <prefix>.local_shell.<dev>.<sub>. */
+static void shell_publish(const char *dev, const char *sub, const char *ev, struct lp_span payload)
+{
+    char subj[LPR_MAX_PREFIX + LPR_MAX_DEV + LP_MAX_OP + 32];
+    snprintf(subj, sizeof(subj), "%s.local_shell.%s.%s", pf.prefix, dev, sub);
+    struct lp_out o = {0};
+    struct lp_console_out m = {lp_cspan(ev), payload};
+    if (lp_encode_console_out(&o, &m) == 0)
+        natsConnection_Publish(pf_nc, subj, o.p, (int)o.n);
+    lp_out_free(&o);
+}
+
+/* `closed {reason, detail?}`: the operators' shell has ended. */
+static void shell_closed(const char *dev, const char *sub, const char *reason, const char *detail)
+{
+    struct lp_out o = {0};
+    lp_mp_map(&o, detail ? 2 : 1);
+    lp_mp_cstr(&o, "reason");
+    lp_mp_cstr(&o, reason);
+    if (detail) {
+        lp_mp_cstr(&o, "detail");
+        lp_mp_cstr(&o, detail);
+    }
+    if (!o.failed)
+        shell_publish(dev, sub, "closed", (struct lp_span){o.p, o.n});
+    lp_out_free(&o);
+}
+
+/* `local_shell:shell_output {data}`: published to operators as `output {data}` (same str/bin
+ * type) and kept by the gateway. Only the last LP_MAX_SCROLLBACK bytes are appended: no gateway
+ * scrollback holds more, and the reply must stay under LP_MAX_MESSAGE. */
+static void shell_output(struct call *c)
+{
+    struct lp_span v, data;
+    bool is_bin = false;
+    if (lp_mp_map_get(c->req.payload, "data", &v) != 1)
+        goto invalid;
+    if (lp_mp_read_str(v, &data) != 0) {
+        if (lp_mp_read_bin(v, &data) != 0)
+            goto invalid;
+        is_bin = true;
+    }
+    size_t at = 0;
+    do {
+        size_t end = data.n;
+        if (end - at > SHELL_OUT_CHUNK) {
+            end = at + SHELL_OUT_CHUNK;
+            for (int k = 0; k < 3 && end > at + 1 && (data.p[end] & 0xc0) == 0x80; k++)
+                end--;
+        }
+        struct lp_out o = {0};
+        lp_mp_map(&o, 1);
+        lp_mp_cstr(&o, "data");
+        if (is_bin)
+            lp_mp_bin(&o, data.p + at, end - at);
+        else
+            lp_mp_str(&o, data.p + at, end - at);
+        if (!o.failed)
+            shell_publish(c->dev, "out", "output", (struct lp_span){o.p, o.n});
+        lp_out_free(&o);
+        at = end;
+    } while (at < data.n);
+    struct lp_effect *e = fx_add(c, LP_FX_SCROLLBACK_APPEND);
+    if (e)
+        e->data = data.n > LP_MAX_SCROLLBACK
+                      ? (struct lp_span){data.p + data.n - LP_MAX_SCROLLBACK, LP_MAX_SCROLLBACK}
+                      : data;
+    return;
+invalid:
+    plog(PLOG_DEBUG, "shell_output_invalid", "dev=%s", c->dev);
+}
+
+/* An operator's `local_shell {op}` notify: the scrollback is replayed to its own subject, or it
+ * is told at once that there is no shell to open. */
+static void shell_connect(struct call *c, const struct xsess *x)
+{
+    char op[LP_MAX_OP + 1], sub[LP_MAX_OP + 8];
+    map_str(c->req.msg, "op", op, sizeof(op));
+    if (!lp_valid_op(lp_cspan(op))) {
+        plog(PLOG_DEBUG, "shell_connect_invalid", "dev=%s", c->dev);
+        return;
+    }
+    snprintf(sub, sizeof(sub), "op.%s", op);
+    if (x->state[PD_EXT_LOCAL_SHELL] != 2) {
+        shell_closed(c->dev, sub, "not_attached", "the device has not attached the local_shell extension");
+        return;
+    }
+    char subj[LPR_MAX_PREFIX + LPR_MAX_DEV + LP_MAX_OP + 32];
+    struct lp_out *o = cbuf(c);
+    int n = snprintf(subj, sizeof(subj), "%s.local_shell.%s.%s", pf.prefix, c->dev, sub);
+    lp_mp_raw(o, subj, (size_t)n); /* the effect's span must outlive this frame */
+    struct lp_effect *e = fx_add(c, LP_FX_SCROLLBACK_REPLAY);
+    if (e)
+        e->topic = out_span(o);
+    plog(PLOG_DEBUG, "shell_connect", "dev=%s op=%s", c->dev, op);
+}
+
 static void ext_attach(struct call *c, int i)
 {
     switch (i) {
@@ -1059,8 +1171,10 @@ static void ext_detach(struct call *c, int i)
 {
     if (i == PD_EXT_HEALTH)
         fx_timer(c, LP_FX_CANCEL_TIMER, msg_ext(c, "health", "check"), (struct lp_span){0}, 0);
-    else if (i == PD_EXT_LOCAL_SHELL)
+    else if (i == PD_EXT_LOCAL_SHELL) {
         fx_add(c, LP_FX_SCROLLBACK_CLEAR);
+        shell_closed(c->dev, "out", "detached", NULL);
+    }
 }
 
 /* A log line's text: a string, or a charlist (Erlang's list of code points, as nerves_hub_link
@@ -1200,6 +1314,9 @@ static void message_extensions(struct call *c)
             store_log_line(c);
         else
             plog(PLOG_DEBUG, "log_line_dropped", "dev=%s", c->dev);
+    } else if (i == PD_EXT_LOCAL_SHELL && span_is(ev, "shell_output")) {
+        shell_output(c);
+        return; /* the session is unchanged */
     } else if (i == PD_EXT_NETWORK_IDENTITY && span_is(ev, "report")) {
         char *js = payload_json_str(c->req.payload);
         json_t *j = js ? json_loads(js, 0, NULL) : NULL;
@@ -1224,7 +1341,12 @@ static void notify_extensions(struct call *c)
     struct xsess x;
     xsess_decode(c->req.session, &x);
     c->rep.st = LP_ST_OK;
-    char ext[32], tag[32];
+    char kind[32], ext[32], tag[32];
+    map_str(c->req.msg, "k", kind, sizeof(kind));
+    if (strcmp(kind, "local_shell") == 0) {
+        shell_connect(c, &x);
+        return;
+    }
     map_str(c->req.msg, "ext", ext, sizeof(ext));
     map_str(c->req.msg, "tag", tag, sizeof(tag));
     int i = pd_ext_lookup(lp_cspan(ext));

@@ -676,3 +676,248 @@ describe('NATS link: inbox topics across workers', () => {
     }
   });
 });
+
+// The local shell's scrollback effects (LINK.md §4.8, §9.1): the platform appends device output,
+// clears and replays it; the gateway holds it per connection, bounded by
+// --console-scrollback-bytes, and publishes a replay as {v, ev: "scrollback", p: {data}}.
+describe('NATS link: local shell scrollback effects', () => {
+  let nats, gw, plat;
+  const it = gwTest(() => gw);
+  const CAP = 1024; // the smallest --console-scrollback-bytes
+  const inbox = 'nh.gw.gw-xshell.0';
+  const scripted = new Map(); // notify msg → answer
+  const scriptedEv = new Map(); // device event → answer
+
+  before(async () => {
+    nats = await startNats();
+    plat = await new FakePlatform(nats.url).start();
+    gw = await startGateway({
+      args: ['--link', 'nats', '--nats-url', nats.url, '--gateway-id', 'gw-xshell', '--console-scrollback-bytes', `${CAP}`],
+    });
+    await gw.waitForLog(/event=nats_connected/, 10000);
+    // device output → scrollback_append; notifies "replay:<subject>" and "clear", or an answer
+    // a test scripted for a notify message / a device event
+    plat.handlers.message = (req) => {
+      if (scriptedEv.has(req.ev)) return scriptedEv.get(req.ev);
+      return req.ev === 'local_shell:shell_output'
+        ? { v: 1, st: 'ok', fx: [['scrollback_append', bin(req.p.data)]] }
+        : undefined;
+    };
+    plat.handlers.notify = (req) => {
+      const m = str(req.msg);
+      if (scripted.has(m)) return scripted.get(m);
+      if (m.startsWith('replay:')) return { v: 1, st: 'ok', fx: [['scrollback_replay', m.slice(7)]] };
+      if (m === 'clear') return { v: 1, st: 'ok', fx: [['scrollback_clear']] };
+      return undefined;
+    };
+  });
+  after(async () => {
+    await gw?.stop();
+    await plat?.stop();
+    await nats?.stop();
+  });
+
+  /** A device with `extensions` joined; out(data) sends local_shell:shell_output. */
+  const shellDevice = async (device) => {
+    const c = await connectPhx(gw.port, { device });
+    const ext = await c.join('extensions', { local_shell: '0.0.1' });
+    assert.equal(ext.status, 'ok');
+    return {
+      c,
+      ext,
+      out: (data) => ext.channel.push('local_shell:shell_output', { data }),
+      notify: (msg, dev = device) =>
+        plat.send(inbox, { v: 1, k: 'notify', dev, topic: 'extensions', msg: bin(msg) }, { request: true }),
+    };
+  };
+  let seq = 0;
+  /** Asks for a replay on a fresh subject; resolves the scrollback text (or null when none came). */
+  const replay = async (d, { ms = 3000 } = {}) => {
+    const subject = `test.replay.${++seq}`;
+    const col = await plat.collect(subject);
+    try {
+      assert.equal((await d.notify(`replay:${subject}`)).st, 'ok');
+      try {
+        const [m] = await col.wait(1, ms);
+        assert.equal(m.v, 1);
+        assert.equal(m.ev, 'scrollback');
+        assert.ok(m.p.data instanceof Uint8Array, 'the scrollback is a bin');
+        return Buffer.from(m.p.data).toString('latin1');
+      } catch {
+        return null;
+      }
+    } finally {
+      col.stop();
+    }
+  };
+  const outputsHandled = (dev, n) =>
+    waitFor(
+      () => plat.of('message').filter((x) => x.req.dev === dev && x.req.ev === 'local_shell:shell_output').length >= n,
+      5000,
+      `${n} shell outputs of ${dev} handled`,
+    );
+
+  it('append, replay (empty too), clear; effects apply in order within one reply', async () => {
+    const d = await shellDevice('device-10');
+    try {
+      assert.equal(await replay(d), '', 'replay of an empty scrollback: published, empty');
+      d.out('$ uname\r\n');
+      d.out('Linux\r\n$ ');
+      await outputsHandled('device-10', 2);
+      assert.equal(await replay(d), '$ uname\r\nLinux\r\n$ ');
+      assert.equal(await replay(d), '$ uname\r\nLinux\r\n$ ', 'a replay does not consume the scrollback');
+
+      // order within one reply: clear, append a, replay, append b, replay
+      const s1 = await plat.collect('test.order.1');
+      const s2 = await plat.collect('test.order.2');
+      scripted.set('order', {
+        v: 1,
+        st: 'ok',
+        fx: [
+          ['scrollback_clear'],
+          ['scrollback_append', bin('a\n')],
+          ['scrollback_replay', 'test.order.1'],
+          ['scrollback_append', bin('b')],
+          ['scrollback_replay', 'test.order.2'],
+        ],
+      });
+      assert.equal((await d.notify('order')).st, 'ok');
+      const [m1] = await s1.wait(1);
+      const [m2] = await s2.wait(1);
+      assert.equal(str(m1.p.data), 'a\n');
+      assert.equal(str(m2.p.data), 'a\nb');
+      s1.stop();
+      s2.stop();
+
+      assert.equal((await d.notify('clear')).st, 'ok');
+      assert.equal(await replay(d), '', 'cleared');
+      assert.equal((await d.notify('clear')).st, 'ok');
+      assert.equal(await replay(d), '', 'clearing an empty scrollback is harmless');
+    } finally {
+      await d.c.disconnect();
+    }
+  });
+
+  it('the byte cap holds: a line without end, and one reply of 64 appends of 16 KiB', async () => {
+    const d = await shellDevice('device-11');
+    try {
+      d.out('x'.repeat(CAP - 1)); // at the cap (with the next byte)
+      d.out('y');
+      await outputsHandled('device-11', 2);
+      assert.equal(await replay(d), 'x'.repeat(CAP - 1) + 'y', 'exactly the cap is kept whole');
+      d.out('z'); // one beyond
+      await outputsHandled('device-11', 3);
+      assert.equal(await replay(d), 'x'.repeat(CAP - 2) + 'yz', 'cap + 1: the oldest byte goes');
+
+      // a hostile reply: as much as LINK.md lets one reply carry, never more than the cap kept
+      const chunk = 16 * 1024 - 64;
+      scriptedEv.set('flood', {
+        v: 1,
+        st: 'ok',
+        fx: Array.from({ length: 64 }, (_, i) => ['scrollback_append', bin(String.fromCharCode(97 + (i % 26)).repeat(chunk))]),
+      });
+      d.ext.channel.push('flood', {});
+      await plat.waitCall('message', (r) => r.dev === 'device-11' && r.ev === 'flood');
+      await d.c.heartbeat();
+      const text = await replay(d);
+      assert.equal(text, String.fromCharCode(97 + (63 % 26)).repeat(CAP), 'the newest cap bytes, no more');
+    } finally {
+      await d.c.disconnect();
+    }
+  });
+
+  it('leaving or rejoining extensions, and reconnecting, start an empty scrollback', async () => {
+    let d = await shellDevice('device-12');
+    try {
+      d.out('before leave\n');
+      await outputsHandled('device-12', 1);
+      assert.equal(await replay(d), 'before leave\n');
+      assert.equal(await d.c.leave(d.ext.channel), 'ok');
+      await d.c.heartbeat(); // Phoenix resolves a leave at once: wait until the gateway had it
+      assert.equal((await d.notify('replay:test.nobody')).st, 'not_joined');
+      const ext = await d.c.join('extensions', { local_shell: '0.0.1' });
+      assert.equal(ext.status, 'ok');
+      d = { ...d, ext, out: (data) => ext.channel.push('local_shell:shell_output', { data }) };
+      assert.equal(await replay(d), '', 'left: the scrollback went with the channel');
+      d.out('again\n');
+      await outputsHandled('device-12', 2);
+      assert.equal(await replay(d), 'again\n');
+      await d.c.disconnect();
+      d = await shellDevice('device-12');
+      assert.equal(await replay(d), '', 'a new connection: a new scrollback');
+    } finally {
+      await d.c.disconnect();
+    }
+  });
+
+  it('scrollback effects on the device channel are ignored', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-13' });
+    try {
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      const col = await plat.collect('test.device.replay');
+      const r = await plat.send(inbox, { v: 1, k: 'notify', dev: 'device-13', topic: 'device', msg: bin('replay:test.device.replay') }, { request: true });
+      assert.equal(r.st, 'ok');
+      await plat.waitCall('notify', (q) => q.dev === 'device-13' && q.topic === 'device');
+      await c.heartbeat();
+      await sleep(300);
+      assert.equal(col.msgs.length, 0, 'no replay from the device channel');
+      col.stop();
+    } finally {
+      await c.disconnect();
+    }
+  });
+
+  it('malformed scrollback effects are refused whole; other sessions and this one go on', async () => {
+    const a = await shellDevice('device-14');
+    const b = await shellDevice('device-15');
+    try {
+      a.out('a-held\n');
+      b.out('b-held\n');
+      await outputsHandled('device-14', 1);
+      await outputsHandled('device-15', 1);
+      const invalid0 = gw.events('platform_reply_invalid').length;
+      const bad = [
+        [['scrollback_clear'], ['scrollback_append', 'not a bin']],
+        [['scrollback_clear'], ['scrollback_replay', 'a..b']],
+        [['scrollback_clear'], ['scrollback_replay', 'test.*']],
+        [['scrollback_clear'], ['scrollback_replay', 'test.>']],
+        [['scrollback_clear'], ['scrollback_replay', 'has space']],
+        [['scrollback_clear'], ['scrollback_replay', '']],
+        [['scrollback_clear'], ['scrollback_replay', 'x'.repeat(4097)]],
+        [['scrollback_clear', 1]],
+        [['scrollback_clear'], ['scrollback_append']],
+        [['scrollback_clear'], ['scrollback_replay', 42]],
+      ];
+      for (const [i, fx] of bad.entries()) {
+        scripted.set(`bad-${i}`, { v: 1, st: 'ok', fx });
+        assert.equal((await a.notify(`bad-${i}`)).st, 'ok');
+      }
+      await waitFor(() => gw.events('platform_reply_invalid').length >= invalid0 + bad.length, 5000, 'every bad reply refused');
+      assert.equal(await replay(a), 'a-held\n', 'nothing of a refused reply applied (its clear neither)');
+      assert.equal(await replay(b), 'b-held\n', 'another session untouched');
+      assert.deepEqual(await a.c.heartbeat(), { status: 'ok', response: {} });
+
+      // the gateway's own limit on replay subjects: 256 bytes published, 257 not (nats-server
+      // would close the worker's connection over a control line beyond 4 KiB)
+      const at = `test.${'y'.repeat(251)}`;
+      const over = `test.${'y'.repeat(252)}`;
+      const col = await plat.collect(at);
+      const colOver = await plat.collect(over);
+      scripted.set('at-limit', { v: 1, st: 'ok', fx: [['scrollback_replay', at]] });
+      scripted.set('over-limit', { v: 1, st: 'ok', fx: [['scrollback_replay', over], ['scrollback_replay', 'test.after']] });
+      const after = await plat.collect('test.after');
+      assert.equal((await a.notify('at-limit')).st, 'ok');
+      const [m] = await col.wait(1);
+      assert.equal(str(m.p.data), 'a-held\n');
+      assert.equal((await a.notify('over-limit')).st, 'ok');
+      await after.wait(1); // the next effect of the same reply still applies
+      assert.equal(colOver.msgs.length, 0, 'a subject over 256 bytes is not published');
+      assert.ok(gw.events('local_shell_replay_failed').length >= 1, 'and logged');
+      for (const x of [col, colOver, after]) x.stop();
+      assert.deepEqual(await b.c.heartbeat(), { status: 'ok', response: {} });
+    } finally {
+      await a.c.disconnect();
+      await b.c.disconnect();
+    }
+  });
+});

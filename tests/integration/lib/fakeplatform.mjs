@@ -90,6 +90,28 @@ export class FakePlatform {
     return decode(m.data);
   }
 
+  /**
+   * Subscribe to `subject` (flushed, so the server has it) and collect the decoded messages:
+   * resolves {msgs, wait(n, ms) → the first n messages, stop()}.
+   */
+  async collect(subject) {
+    const msgs = [];
+    const sub = this.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (!err) msgs.push(decode(m.data));
+      },
+    });
+    await this.nc.flush();
+    return {
+      msgs,
+      wait: async (n = 1, ms = 3000) => {
+        await waitFor(() => msgs.length >= n, ms, `${n} message(s) on ${subject}`);
+        return msgs.slice(0, n);
+      },
+      stop: () => sub.unsubscribe(),
+    };
+  }
+
   async stop() {
     if (this.nc) await this.nc.close().catch(() => {});
   }
