@@ -777,6 +777,25 @@ static void describe_reply(const struct phx_msg *m, char *out, size_t cap)
                  (int)(m->has_ref ? m->ref.len : 4), m->has_ref ? m->ref.p : "null");
 }
 
+/* A join's reply: on `topic` with our join_ref, status ok (and an empty response when strict).
+ * Otherwise the connection has failed, with the reply described. */
+static bool join_reply_ok(struct conn *c, const struct phx_msg *m, const char *topic, const char *join_ref,
+                          bool want_empty, struct span *resp)
+{
+    char d[CL_SAMPLE_LEN];
+    if (!span_is(m->topic, topic) || !m->has_join_ref || !span_is(m->join_ref, join_ref)) {
+        describe_reply(m, d, sizeof(d));
+        conn_fail(c, E_BAD_REPLY, d);
+        return false;
+    }
+    if (!reply_ok(m, want_empty, resp)) {
+        describe_reply(m, d, sizeof(d));
+        conn_fail(c, E_JOIN_REFUSED, d);
+        return false;
+    }
+    return true;
+}
+
 /* A `device` push `update`. In a fanout run it counts for the parent's current round when its
  * payload (msgpack, whatever the socket's format) names that round's firmware uuid: the first copy
  * per device is timed from the trigger, further copies are duplicates; anything else is stale. */
@@ -935,13 +954,7 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
             c->hb_out = 0;
         }
     } else if (c->state == S_JOIN && ref_is(&m, REF_DEVICE_JOIN)) {
-        if (!span_is(m.topic, "device") || !m.has_join_ref || !span_is(m.join_ref, "1")) {
-            describe_reply(&m, d, sizeof(d));
-            conn_fail(c, E_BAD_REPLY, d);
-            ret = -1;
-        } else if (!reply_ok(&m, w->cfg->strict, &resp)) {
-            describe_reply(&m, d, sizeof(d));
-            conn_fail(c, E_JOIN_REFUSED, d);
+        if (!join_reply_ok(c, &m, "device", "1", w->cfg->strict, &resp)) {
             ret = -1;
         } else if (!strict_ok(c, p, n, "1", "1", "device")) {
             ret = -1;
@@ -967,13 +980,7 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
         }
     } else if (c->state == S_EXT_JOIN && ref_is(&m, REF_EXT_JOIN)) {
         /* NervesHub answers with the list of extensions to attach; the local link with {} */
-        if (!span_is(m.topic, "extensions") || !m.has_join_ref || !span_is(m.join_ref, "3")) {
-            describe_reply(&m, d, sizeof(d));
-            conn_fail(c, E_BAD_REPLY, d);
-            ret = -1;
-        } else if (!reply_ok(&m, false, &resp)) {
-            describe_reply(&m, d, sizeof(d));
-            conn_fail(c, E_JOIN_REFUSED, d);
+        if (!join_reply_ok(c, &m, "extensions", "3", false, &resp)) {
             ret = -1;
         } else if (w->cfg->strict && resp.len > 0 && ((uint8_t)resp.p[0] & 0xf0) != 0x80 &&
                    ((uint8_t)resp.p[0] & 0xf0) != 0x90 && (uint8_t)resp.p[0] != 0xdc && (uint8_t)resp.p[0] != 0xde) {
@@ -987,13 +994,7 @@ static int on_message(struct conn *c, uint8_t op, bool compressed, const uint8_t
         }
     } else if (c->state == S_CON_JOIN && ref_is(&m, REF_CON_JOIN)) {
         /* NervesHub answers the console join with ok {} (device-protocol.md §3.4), as nhgw does */
-        if (!span_is(m.topic, "console") || !m.has_join_ref || !span_is(m.join_ref, "4")) {
-            describe_reply(&m, d, sizeof(d));
-            conn_fail(c, E_BAD_REPLY, d);
-            ret = -1;
-        } else if (!reply_ok(&m, w->cfg->strict, &resp)) {
-            describe_reply(&m, d, sizeof(d));
-            conn_fail(c, E_JOIN_REFUSED, d);
+        if (!join_reply_ok(c, &m, "console", "4", w->cfg->strict, &resp)) {
             ret = -1;
         } else if (!strict_ok(c, p, n, "4", "4", "console")) {
             ret = -1;

@@ -586,6 +586,22 @@ static int run_terminal(struct ctx *c, const struct target *t, natsSubscription 
     return rc ? rc : NHCTL_ERROR;
 }
 
+/* The subscription is live at the server (flushed) before the attach is sent, so no output
+ * published after the attach is missed. NULL after saying why. */
+static natsSubscription *subscribe_output(struct ctx *c, const char *subject, natsMsgHandler cb)
+{
+    natsSubscription *sub = NULL;
+    natsStatus s = natsConnection_Subscribe(&sub, c->nc, subject, cb, NULL);
+    if (s == NATS_OK)
+        s = natsConnection_FlushTimeout(c->nc, c->timeout_ms);
+    if (s != NATS_OK) {
+        natsSubscription_Destroy(sub);
+        nhctl_err("cannot subscribe to %s at %s: %s", subject, c->nats_url, natsStatus_GetText(s));
+        return NULL;
+    }
+    return sub;
+}
+
 int cmd_console(struct ctx *c, const struct args *a, const char *const *pos)
 {
     (void)a;
@@ -600,15 +616,9 @@ int cmd_console(struct ctx *c, const struct args *a, const char *const *pos)
 
     char subject[300];
     snprintf(subject, sizeof(subject), "%s.console.%s.out", c->prefix, t.dev);
-    natsSubscription *sub = NULL;
-    natsStatus s = natsConnection_Subscribe(&sub, c->nc, subject, on_output, NULL);
-    if (s == NATS_OK)
-        s = natsConnection_FlushTimeout(c->nc, c->timeout_ms);
-    if (s != NATS_OK) {
-        natsSubscription_Destroy(sub);
-        nhctl_err("cannot subscribe to %s at %s: %s", subject, c->nats_url, natsStatus_GetText(s));
+    natsSubscription *sub = subscribe_output(c, subject, on_output);
+    if (!sub)
         return NHCTL_UNREACHABLE;
-    }
     struct lp_console_reply r;
     char *sb = NULL, version[LP_MAX_CONSOLE_VERSION + 1] = "";
     size_t sb_n = 0;
@@ -641,15 +651,9 @@ int cmd_local_shell(struct ctx *c, const struct args *a, const char *const *pos)
 
     char subject[300];
     snprintf(subject, sizeof(subject), "%s.local_shell.%s.>", c->prefix, t.dev);
-    natsSubscription *sub = NULL;
-    natsStatus s = natsConnection_Subscribe(&sub, c->nc, subject, on_shell_output, NULL);
-    if (s == NATS_OK)
-        s = natsConnection_FlushTimeout(c->nc, c->timeout_ms);
-    if (s != NATS_OK) {
-        natsSubscription_Destroy(sub);
-        nhctl_err("cannot subscribe to %s at %s: %s", subject, c->nats_url, natsStatus_GetText(s));
+    natsSubscription *sub = subscribe_output(c, subject, on_shell_output);
+    if (!sub)
         return NHCTL_UNREACHABLE;
-    }
     enum lp_console_status st = LP_CST_OK;
     rc = shell_request(c, &t, &st);
     if (rc == NHCTL_UNREACHABLE) {

@@ -4,7 +4,7 @@
 // below); then `nhctl console` itself, driven under tmux against a device that echoes its input.
 import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { REPO } from './lib/certs.mjs';
 import { NHGW_BIN, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
 import { CONSOLE_JOIN, DEVICE_JOIN, connectPhx } from './lib/phx.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
+import { nhctlTerminalCommand, startTmux, waitScreen } from './lib/tmux.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
 const CAP = 64 * 1024; // the gateway's default --console-scrollback-bytes
@@ -428,43 +429,9 @@ describe('remote console: devices, gateway, operators over NATS', () => {
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
 
-  /** A tmux server of our own (its own socket) running one shell command in a 100x30 window. */
-  const startTmux = (command) => {
-    const sock = `nh-console-${process.pid}-${randomBytes(3).toString('hex')}`;
-    const tmux = (...args) => execFileSync('tmux', ['-L', sock, '-f', '/dev/null', ...args], { encoding: 'utf8' });
-    tmux('new-session', '-d', '-s', 'nh', '-x', '100', '-y', '30', command);
-    return {
-      tmux,
-      capture: () => {
-        try {
-          return tmux('capture-pane', '-p', '-t', 'nh');
-        } catch {
-          return '';
-        }
-      },
-      keys: (...k) => tmux('send-keys', '-t', 'nh', ...k),
-      kill: () => {
-        try {
-          tmux('kill-server');
-        } catch {
-          /* already gone */
-        }
-      },
-    };
-  };
 
-  /** Waits until the screen matches `re`; the error shows the screen. */
-  const waitScreen = async (t, re, what, ms = 5000) => {
-    try {
-      await waitFor(() => re.test(t.capture()), ms, what);
-    } catch (e) {
-      throw new Error(`${e.message}\n--- screen:\n${t.capture()}\n---`);
-    }
-  };
 
-  /** `nhctl console` in a shell that reports its exit status and whether the tty is sane after. */
-  const consoleCommand = (dev) =>
-    `${NHCTL} console ${dev} --nats ${nats.url}; echo "EXIT=$?"; stty -a | grep -o -- '-*icanon' | head -1 | sed 's/^/TTY=/'; sleep 60`;
+  const consoleCommand = (dev) => nhctlTerminalCommand(NHCTL, 'console', dev, nats.url);
 
   /** A simulated device: echoes every `dn` as `up` (Enter answers like IEx), reports window sizes. */
   const echoDevice = async (device) => {

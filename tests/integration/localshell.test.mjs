@@ -8,7 +8,7 @@
 // scrollback_replay to nh.local_shell.<dev>.op.<op>; input and window size are inbox pushes.
 import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
@@ -16,6 +16,7 @@ import { REPO } from './lib/certs.mjs';
 import { gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
 import { DEVICE_JOIN, connectPhx } from './lib/phx.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
+import { nhctlTerminalCommand, startTmux, waitScreen } from './lib/tmux.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
 const CAP = 4096; // the gateway's --console-scrollback-bytes in this suite
@@ -346,38 +347,7 @@ describe('local shell: devices, platform, gateway, operators over NATS', () => {
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
 
-  const startTmux = (command) => {
-    const sock = `nh-shell-${process.pid}-${randomBytes(3).toString('hex')}`;
-    const tmux = (...args) => execFileSync('tmux', ['-L', sock, '-f', '/dev/null', ...args], { encoding: 'utf8' });
-    tmux('new-session', '-d', '-s', 'nh', '-x', '100', '-y', '30', command);
-    return {
-      tmux,
-      capture: () => {
-        try {
-          return tmux('capture-pane', '-p', '-t', 'nh');
-        } catch {
-          return '';
-        }
-      },
-      keys: (...k) => tmux('send-keys', '-t', 'nh', ...k),
-      kill: () => {
-        try {
-          tmux('kill-server');
-        } catch {
-          /* already gone */
-        }
-      },
-    };
-  };
-  const waitScreen = async (t, re, what, ms = 5000) => {
-    try {
-      await waitFor(() => re.test(t.capture()), ms, what);
-    } catch (e) {
-      throw new Error(`${e.message}\n--- screen:\n${t.capture()}\n---`);
-    }
-  };
-  const shellCommand = (dev) =>
-    `${NHCTL} local-shell ${dev} --nats ${nats.url}; echo "EXIT=$?"; stty -a | grep -o -- '-*icanon' | head -1 | sed 's/^/TTY=/'; sleep 60`;
+  const shellCommand = (dev) => nhctlTerminalCommand(NHCTL, 'local-shell', dev, nats.url);
 
   /** A simulated device shell: echoes input (Enter answers), records window sizes. */
   const echoDevice = async (device) => {
