@@ -83,6 +83,8 @@ void stats_slot_reset_gauges(struct stats_slot *s)
     __atomic_store_n(&s->c.consoles, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->c.console_ops, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->c.console_sb_bytes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->c.xshell_sbs, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->c.xshell_sb_bytes, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELEASE);
 }
 
@@ -457,4 +459,22 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
          "Operator console input (the data of `dn` pushes) delivered to devices.");
     SUM(x, c->console_in_bytes);
     sbuf_printf(o, "nhgw_console_input_bytes_total %llu\n", (unsigned long long)x);
+
+    head(o, "nhgw_local_shell_scrollbacks", "gauge",
+         "Connections holding a local-shell scrollback (extensions channel, scrollback_append).");
+    SUM(x, c->xshell_sbs);
+    sbuf_printf(o, "nhgw_local_shell_scrollbacks %llu\n", (unsigned long long)x);
+    head(o, "nhgw_local_shell_scrollback_bytes", "gauge",
+         "Memory held by local-shell scrollbacks (each at most --console-scrollback-bytes).");
+    SUM(x, c->xshell_sb_bytes);
+    sbuf_printf(o, "nhgw_local_shell_scrollback_bytes %llu\n", (unsigned long long)x);
+    static const char *const replay_res[2] = {"ok", "failed"};
+    head(o, "nhgw_local_shell_replays_total", "counter",
+         "Local-shell scrollback replays published (ok) or not (failed: subject refused or "
+         "publish failed).");
+    for (int k = 0; k < 2; k++) {
+        SUM(x, c->xshell_replays[k]);
+        sbuf_printf(o, "nhgw_local_shell_replays_total{result=\"%s\"} %llu\n", replay_res[k],
+                    (unsigned long long)x);
+    }
 }

@@ -43,6 +43,7 @@ enum {
     ST_RES_N
 };
 enum { ST_TO_HANDSHAKE, ST_TO_UPGRADE, ST_TO_IDLE, ST_TO_CLOSE, ST_TO_N };
+enum { ST_XSHELL_OK, ST_XSHELL_FAILED };
 enum { ST_REG_CLAIM, ST_REG_RELEASE, ST_REG_REFRESH, ST_REG_RESYNC, ST_REG_N };
 
 /* One worker's counters. Only uint64_t members: a slot is copied word by word. */
@@ -71,6 +72,10 @@ struct worker_stats {
     uint64_t console_sb_bytes;  /* memory of the scrollback rings */
     uint64_t console_out_bytes; /* bodies published on <prefix>.console.<dev>.out */
     uint64_t console_in_bytes;  /* operator `dn` data pushed to devices (console_note_input) */
+    /* the local shell's scrollbacks (xshell.c): gauges, then counters */
+    uint64_t xshell_sbs;        /* connections holding one */
+    uint64_t xshell_sb_bytes;   /* memory of their rings */
+    uint64_t xshell_replays[2]; /* scrollback_replay effects by result (ST_XSHELL_OK / _FAILED) */
     struct stats_hist tls_hs; /* completed TLS handshakes, accept to done */
     struct stats_hist call_dur[LP_CALL_COUNT];
 };

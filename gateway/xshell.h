@@ -5,7 +5,9 @@
  *
  * Memory: a session holds one pointer, NULL until the first append; the scrollback is bounded by
  * SB_MAX_LINES and --console-scrollback-bytes (scrollback.h), whatever the platform appends, and
- * is freed by `scrollback_clear`, when the extensions channel ends, and with the connection. */
+ * is freed by `scrollback_clear`, when the extensions channel ends, and with the connection.
+ * The worker's stats follow (stats.h): scrollbacks held and their ring bytes as gauges, updated
+ * on every append and clear; replays counted by result. */
 #ifndef NHGW_XSHELL_H
 #define NHGW_XSHELL_H
 

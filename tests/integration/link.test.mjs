@@ -5,7 +5,8 @@
 import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { encode } from '@msgpack/msgpack';
-import { startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
+import http from 'node:http';
+import { HOST, freePort, startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
 import { connectPhx, DEVICE_JOIN, EXTENSIONS_JOIN } from './lib/phx.mjs';
 import { attemptUpgrade } from './lib/rawws.mjs';
 import { FakePlatform, bin, str } from './lib/fakeplatform.mjs';
@@ -687,12 +688,45 @@ describe('NATS link: local shell scrollback effects', () => {
   const inbox = 'nh.gw.gw-xshell.0';
   const scripted = new Map(); // notify msg → answer
   const scriptedEv = new Map(); // device event → answer
+  let admin;
+  /** The gateway's /metrics text. */
+  const metrics = () =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host: HOST, port: admin, path: '/metrics', timeout: 5000, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`/metrics: ${res.statusCode}`))));
+      });
+      req.on('timeout', () => req.destroy(new Error('/metrics: timeout')));
+      req.on('error', reject);
+    });
+  /** One series' value, `name` or `name{labels}` as the gateway prints it; null if absent. */
+  const metric = (text, series) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? null : Number(line.slice(series.length + 1));
+  };
+  /** Waits until `series` equals `want` (the worker publishes its counters every 100 ms). */
+  const metricIs = async (series, want) => {
+    let got;
+    try {
+      await waitFor(async () => (got = metric(await metrics(), series)) === want, 3000, `${series} = ${want}`);
+    } catch (e) {
+      throw new Error(`${e.message} (last seen: ${got})`);
+    }
+  };
+  const OK = 'nhgw_local_shell_replays_total{result="ok"}';
+  const FAILED = 'nhgw_local_shell_replays_total{result="failed"}';
 
   before(async () => {
     nats = await startNats();
     plat = await new FakePlatform(nats.url).start();
+    admin = await freePort();
     gw = await startGateway({
-      args: ['--link', 'nats', '--nats-url', nats.url, '--gateway-id', 'gw-xshell', '--console-scrollback-bytes', `${CAP}`],
+      args: [
+        '--link', 'nats', '--nats-url', nats.url, '--gateway-id', 'gw-xshell', '--console-scrollback-bytes', `${CAP}`,
+        '--admin-listen', `${HOST}:${admin}`,
+      ],
     });
     await gw.waitForLog(/event=nats_connected/, 10000);
     // device output → scrollback_append; notifies "replay:<subject>" and "clear", or an answer
@@ -821,6 +855,8 @@ describe('NATS link: local shell scrollback effects', () => {
       await d.c.heartbeat();
       const text = await replay(d);
       assert.equal(text, String.fromCharCode(97 + (63 % 26)).repeat(CAP), 'the newest cap bytes, no more');
+      await metricIs('nhgw_local_shell_scrollbacks', 1);
+      await metricIs('nhgw_local_shell_scrollback_bytes', CAP); // the ring stops growing at the cap
     } finally {
       await d.c.disconnect();
     }
@@ -875,6 +911,12 @@ describe('NATS link: local shell scrollback effects', () => {
       b.out('b-held\n');
       await outputsHandled('device-14', 1);
       await outputsHandled('device-15', 1);
+      await metricIs('nhgw_local_shell_scrollbacks', 2);
+      const m0 = await metrics();
+      const ok0 = metric(m0, OK);
+      const failed0 = metric(m0, FAILED);
+      assert.equal(typeof ok0, 'number');
+      assert.equal(typeof failed0, 'number');
       const invalid0 = gw.events('platform_reply_invalid').length;
       const bad = [
         [['scrollback_clear'], ['scrollback_append', 'not a bin']],
@@ -896,6 +938,8 @@ describe('NATS link: local shell scrollback effects', () => {
       assert.equal(await replay(a), 'a-held\n', 'nothing of a refused reply applied (its clear neither)');
       assert.equal(await replay(b), 'b-held\n', 'another session untouched');
       assert.deepEqual(await a.c.heartbeat(), { status: 'ok', response: {} });
+      await metricIs(OK, ok0 + 2);
+      assert.equal(metric(await metrics(), FAILED), failed0, 'a refused reply applies no replay: none failed');
 
       // the gateway's own limit on replay subjects: 256 bytes published, 257 not (nats-server
       // would close the worker's connection over a control line beyond 4 KiB)
@@ -913,11 +957,15 @@ describe('NATS link: local shell scrollback effects', () => {
       await after.wait(1); // the next effect of the same reply still applies
       assert.equal(colOver.msgs.length, 0, 'a subject over 256 bytes is not published');
       assert.ok(gw.events('local_shell_replay_failed').length >= 1, 'and logged');
+      await metricIs(FAILED, failed0 + 1);
+      await metricIs(OK, ok0 + 4); // at-limit and test.after
       for (const x of [col, colOver, after]) x.stop();
       assert.deepEqual(await b.c.heartbeat(), { status: 'ok', response: {} });
     } finally {
       await a.c.disconnect();
       await b.c.disconnect();
     }
+    await metricIs('nhgw_local_shell_scrollbacks', 0);
+    await metricIs('nhgw_local_shell_scrollback_bytes', 0);
   });
 });

@@ -10,16 +10,42 @@ import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { REPO } from './lib/certs.mjs';
-import { gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
+import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
 import { DEVICE_JOIN, connectPhx } from './lib/phx.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
 import { nhctlTerminalCommand, startTmux, waitScreen } from './lib/tmux.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
 const CAP = 4096; // the gateway's --console-scrollback-bytes in this suite
+
+function adminGet(port, path) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: HOST, port, path, timeout: 5000, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`admin ${path}: timeout`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** In a Prometheus text exposition: `series` as `name` (the sum of all its series) or as
+ * `name{labels}` exactly as the gateway prints them; null if absent. */
+function metric(exposition, series) {
+  let sum = null;
+  for (const line of exposition.split('\n')) {
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/);
+    if (m && (m[1] === series || m[1] + (m[2] ?? '') === series)) sum = (sum ?? 0) + Number(m[3]);
+  }
+  return sum;
+}
 
 const text = (d) => (typeof d === 'string' ? d : Buffer.from(d).toString('utf8'));
 
@@ -123,8 +149,22 @@ class ShellOperator {
 }
 
 describe('local shell: devices, platform, gateway, operators over NATS', () => {
-  let nats, redis, rc, platform, gw, nc;
+  let nats, redis, rc, platform, gw, nc, admin;
   const it = gwTest(() => gw);
+  const metrics = async () => {
+    const r = await adminGet(admin, '/metrics');
+    assert.equal(r.status, 200);
+    return r.body;
+  };
+  /** Waits until `series` equals `want` (the worker publishes its counters every 100 ms). */
+  const metricIs = async (series, want) => {
+    let got;
+    try {
+      await waitFor(async () => (got = metric(await metrics(), series)) === want, 3000, `${series} = ${want}`);
+    } catch (e) {
+      throw new Error(`${e.message} (last seen: ${got})`);
+    }
+  };
   const operators = [];
   const operator = (dev) => {
     const o = new ShellOperator(nc, rc, dev);
@@ -137,10 +177,11 @@ describe('local shell: devices, platform, gateway, operators over NATS', () => {
     redis = await startRedis();
     rc = await redis.client();
     platform = await startPlatform({ nats: nats.url, redis: redis.addr, args: ['--extensions', 'health,local_shell'] });
+    admin = await freePort();
     gw = await startGateway({
       args: [
         '--link', 'nats', '--nats-url', nats.url, '--redis', redis.addr, '--gateway-id', 'gw-shell',
-        '--console-scrollback-bytes', `${CAP}`,
+        '--console-scrollback-bytes', `${CAP}`, '--admin-listen', `${HOST}:${admin}`,
       ],
     });
     await gw.waitForLog(/event=nats_connected/, 10000);
@@ -317,6 +358,70 @@ describe('local shell: devices, platform, gateway, operators over NATS', () => {
       assert.equal(await operator('device-38').openReplay(), '', 'the old connection’s scrollback went with it');
     } finally {
       await d.c.disconnect();
+    }
+  });
+
+  it('metrics: scrollbacks and their memory follow output, detach, leave and disconnect; replays counted', async () => {
+    const OK = 'nhgw_local_shell_replays_total{result="ok"}';
+    const FAILED = 'nhgw_local_shell_replays_total{result="failed"}';
+    await metricIs('nhgw_local_shell_scrollbacks', 0); // the earlier tests' devices are gone
+    await metricIs('nhgw_local_shell_scrollback_bytes', 0);
+    const m0 = await metrics();
+    const ok0 = metric(m0, OK);
+    const failed0 = metric(m0, FAILED);
+    assert.equal(typeof ok0, 'number', 'the ok series is exported');
+    assert.equal(typeof failed0, 'number', 'the failed series is exported');
+
+    const a = await shellDevice('device-34');
+    const b = await shellDevice('device-36');
+    try {
+      assert.equal(await operator('device-34').openReplay(), '');
+      await metricIs(OK, ok0 + 1);
+      // one snapshot: the replay was counted, so the attach before it was handled too
+      assert.equal(metric(await metrics(), 'nhgw_local_shell_scrollbacks'), 0, 'an empty replay holds nothing');
+
+      a.out('hello\n');
+      await settle(a);
+      await metricIs('nhgw_local_shell_scrollbacks', 1);
+      const small = metric(await metrics(), 'nhgw_local_shell_scrollback_bytes');
+      assert.ok(small > 0 && small < CAP, `one short line: a small ring (${small} bytes)`);
+
+      for (let i = 0; i < 5; i++) b.out('z'.repeat(999) + '\n'); // 5000 bytes, cap 4096
+      await settle(b);
+      await metricIs('nhgw_local_shell_scrollbacks', 2);
+      await metricIs('nhgw_local_shell_scrollback_bytes', small + CAP);
+      assert.equal((await operator('device-36').openReplay()).length, 4000, 'whole lines within the cap');
+      await metricIs(OK, ok0 + 2);
+
+      // detached: the platform clears a's scrollback
+      const op = operator('device-34');
+      assert.equal(await op.openReplay(), 'hello\n');
+      await metricIs(OK, ok0 + 3);
+      a.channel.push('local_shell:detached', {});
+      await op.until(() => op.closed.length > 0, 5000, 'closed');
+      await metricIs('nhgw_local_shell_scrollbacks', 1);
+      await metricIs('nhgw_local_shell_scrollback_bytes', CAP);
+
+      // attached again and printing, then the extensions channel left: the gateway frees it
+      a.attach();
+      await waitFor(() => ext(a.c, 'local_shell:request_shell').length >= 2, 5000, 'request_shell again');
+      a.out('again\n');
+      await settle(a);
+      await metricIs('nhgw_local_shell_scrollbacks', 2);
+      await metricIs('nhgw_local_shell_scrollback_bytes', small + CAP);
+      assert.equal(await a.c.leave(a.channel), 'ok');
+      await a.c.heartbeat(); // Phoenix resolves a leave at once: wait until the gateway had it
+      await metricIs('nhgw_local_shell_scrollbacks', 1);
+      await metricIs('nhgw_local_shell_scrollback_bytes', CAP);
+
+      // disconnected: the connection's scrollback goes with it
+      await b.c.disconnect();
+      await metricIs('nhgw_local_shell_scrollbacks', 0);
+      await metricIs('nhgw_local_shell_scrollback_bytes', 0);
+      assert.equal(metric(await metrics(), FAILED), failed0, 'no replay failed');
+    } finally {
+      await a.c.disconnect();
+      await b.c.disconnect();
     }
   });
 
