@@ -32,6 +32,7 @@ static const char *const expired_choices[] = { "accept", "reject", NULL };
 static const char *const level_choices[] = { "debug", "info", "warn", "error", NULL };
 static const char *const format_choices[] = { "kv", "json", NULL };
 static const char *const link_choices[] = { "local", "nats", NULL };
+static const char *const store_choices[] = { "local", "redis", NULL };
 
 #define F(field) offsetof(struct cfg, field)
 static const struct opt opts[] = {
@@ -47,6 +48,10 @@ static const struct opt opts[] = {
       "TLS session-ticket keys (80 or 48 bytes each), shared by workers and pods" },
     { "session-cache-size", OPT_SIZE, F(session_cache_size), 0, "64MiB", 0, 64.0 * (1 << 30), NULL,
       "shared memory for TLS 1.2 session-ID resumption, 3 KiB per session (0 = off, else >= 1MiB)" },
+    { "session-store", OPT_ENUM, F(session_store), 0, "local", 0, 0, store_choices,
+      "TLS 1.2 sessions by ID: local (this node's store) or redis (also in --redis, sealed, shared by pods)" },
+    { "session-store-timeout", OPT_DURATION, F(session_store_timeout_ms), 0, "50ms", 1, 1000, NULL,
+      "a handshake waits at most this for --session-store redis, then goes on without the session" },
     { "expired-certs", OPT_ENUM, F(expired_certs), 0, "accept", 0, 0, expired_choices,
       "expired device certificates: accept (NervesHub behaviour, counted) or reject" },
     { "tls13", OPT_BOOL, F(tls13), 0, "true", 0, 0, NULL, "allow TLS 1.3 besides TLS 1.2" },
@@ -404,6 +409,10 @@ int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen)
         return fail(err, errlen, "--device-ca is required (device CA bundle)");
     if (c->session_cache_size != 0 && c->session_cache_size < (1 << 20))
         return fail(err, errlen, "--session-cache-size must be 0 (off) or at least 1MiB");
+    if (c->session_store == CFG_STORE_REDIS &&
+        (!c->redis || !c->ticket_key_file || c->session_cache_size == 0))
+        return fail(err, errlen, "--session-store redis needs --redis, --ticket-key-file (its key is "
+                                 "derived from it) and --session-cache-size other than 0");
     if (c->max_message < c->max_frame)
         c->max_message = c->max_frame;
     if (!c->gateway_id) {

@@ -13,6 +13,7 @@
 
 enum cfg_expired { CFG_EXPIRED_ACCEPT, CFG_EXPIRED_REJECT };
 enum cfg_log_format { CFG_LOG_KV, CFG_LOG_JSON };
+enum cfg_session_store { CFG_STORE_LOCAL, CFG_STORE_REDIS };
 
 struct cfg {
     char listen[128];              /* host:port of the device listener */
@@ -25,6 +26,8 @@ struct cfg {
     char *crl;                     /* optional CRL file (PEM), owned */
     char *ticket_key_file;         /* session-ticket keys shared by workers and pods, owned */
     uint64_t session_cache_size;   /* bytes of the shared TLS session-ID store; 0 = off */
+    int session_store;             /* enum cfg_session_store */
+    uint64_t session_store_timeout_ms; /* a handshake's wait for the Redis store */
     int expired_certs;             /* enum cfg_expired */
     bool tls13;                    /* allow TLS 1.3 besides 1.2 */
     uint64_t handshake_timeout_ms;

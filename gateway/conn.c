@@ -494,10 +494,32 @@ static void read_upgrade(struct conn *c)
 
 /* ---- handshake ---- */
 
+/* The cross-pod store answered a session lookup (tls_fetch_session). The lookup counted as a
+ * call: the socket was not read and the memory stayed valid, even if the connection died
+ * meanwhile (then the answer is dropped); conn_call_end drives the handshake again. */
+static void on_session_fetched(void *arg, enum tlsr_result r, const uint8_t *val, size_t len)
+{
+    struct conn *c = arg;
+    if (c->state == CONN_HANDSHAKE)
+        tls_session_fetched(c->ssl, r, val, len);
+    conn_call_end(c);
+}
+
 static void do_handshake(struct conn *c)
 {
     int r = SSL_do_handshake(c->ssl);
-    switch (tls_classify(c->ssl, r)) {
+    enum tls_io io = tls_classify(c->ssl, r);
+    if (io == TLS_IO_PENDING_SESSION) {
+        c->flags &= ~CONN_F_WANT_WRITE;
+        if (tls_fetch_session(c->ssl, on_session_fetched, c)) {
+            conn_call_begin(c);
+            return;
+        }
+        /* not asked (the store is away or busy): on without a session */
+        r = SSL_do_handshake(c->ssl);
+        io = tls_classify(c->ssl, r);
+    }
+    switch (io) {
     case TLS_IO_OK:
         break;
     case TLS_IO_WANT_READ:

@@ -88,6 +88,8 @@ struct reg {
     uint64_t err_log_ms;
     reg_conflict_cb conflict_cb;
     void *conflict_arg;
+    reg_raw_cb raw_cb;
+    void *raw_arg;
     struct reg_stats st;
 };
 
@@ -798,6 +800,36 @@ void reg_release(struct reg *r, struct reg_entry *e)
     /* Queued behind a claim still in flight, so it deletes what that claim wrote. */
     if (write && r->ac)
         send_own_entry_script(r, e, LPR_RELEASE);
+}
+
+static void on_raw_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct reg *r = ac->data;
+    if (!r || r->freeing)
+        return;
+    if (r->pending)
+        r->pending--;
+    r->progress_ms = mono_ms();
+    if (r->raw_cb)
+        r->raw_cb(r->raw_arg, (uint32_t)(uintptr_t)privdata, reply);
+}
+
+void reg_set_raw_handler(struct reg *r, reg_raw_cb cb, void *arg)
+{
+    r->raw_cb = cb;
+    r->raw_arg = arg;
+}
+
+bool reg_raw_command(struct reg *r, uint32_t tag, int argc, const char **argv, const size_t *len,
+                     uint32_t max_pending)
+{
+    if (!r || !r->connected || !r->ac || r->pending >= max_pending)
+        return false;
+    if (redisAsyncCommandArgv(r->ac, on_raw_reply, (void *)(uintptr_t)tag, argc, argv, len) != REDIS_OK)
+        return false;
+    if (r->pending++ == 0)
+        r->progress_ms = mono_ms();
+    return true;
 }
 
 void reg_set_conflict_cb(struct reg *r, reg_conflict_cb cb, void *arg)

@@ -98,6 +98,18 @@ void reg_release(struct reg *r, struct reg_entry *e);
 
 void reg_set_conflict_cb(struct reg *r, reg_conflict_cb cb, void *arg);
 
+/* Other modules' commands on the registry's connection (tlsredis.h), so a worker holds one Redis
+ * connection. A command carries a tag; its reply (a hiredis redisReply, or NULL when the
+ * connection was lost first) goes to the handler with that tag, exactly once, unless reg_free
+ * came first. One handler per registry. */
+typedef void (*reg_raw_cb)(void *arg, uint32_t tag, const void *reply);
+void reg_set_raw_handler(struct reg *r, reg_raw_cb cb, void *arg);
+/* Queues a command (never blocks). False, sending nothing, while not connected or when more than
+ * `max_pending` commands (the registry's own included) await replies: the caller skips it. The
+ * registry's watchdog covers these commands too (a Redis that stops answering is dropped). */
+bool reg_raw_command(struct reg *r, uint32_t tag, int argc, const char **argv, const size_t *len,
+                     uint32_t max_pending);
+
 /* True while the Redis connection is established. */
 bool reg_connected(const struct reg *r);
 

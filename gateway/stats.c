@@ -316,6 +316,29 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     head(o, "nhgw_tls_session_cache_recoveries_total", "counter",
          "Lock stripes of the shared store emptied because a worker died holding their lock.");
     sbuf_printf(o, "nhgw_tls_session_cache_recoveries_total %llu\n", (unsigned long long)sc->recovered);
+    /* the cross-pod store (--session-store redis): all 0 when it is off */
+    head(o, "nhgw_tls_session_cache_redis_lookups_total", "counter",
+         "Session IDs missing from this node's store looked up in Redis (--session-store redis), by "
+         "result.");
+    static const char *const tlsr_res[4] = { "hit", "miss", "timeout", "error" };
+    SUM(y, c->tlsr_rejected);
+    for (int k = 0; k < 4; k++) {
+        SUM(x, c->tlsr_lookups[k]);
+        if (k == 0)
+            x = x > y ? x - y : 0;
+        sbuf_printf(o, "nhgw_tls_session_cache_redis_lookups_total{result=\"%s\"} %llu\n", tlsr_res[k],
+                    (unsigned long long)x);
+    }
+    sbuf_printf(o, "nhgw_tls_session_cache_redis_lookups_total{result=\"rejected\"} %llu\n",
+                (unsigned long long)y);
+    head(o, "nhgw_tls_session_cache_redis_stores_total", "counter",
+         "New TLS 1.2 sessions written to Redis (--session-store redis), by result.");
+    static const char *const tlsr_st[ST_TLSR_N] = { "stored", "skipped", "failed" };
+    for (int k = 0; k < ST_TLSR_N; k++) {
+        SUM(x, c->tlsr_stores[k]);
+        sbuf_printf(o, "nhgw_tls_session_cache_redis_stores_total{result=\"%s\"} %llu\n", tlsr_st[k],
+                    (unsigned long long)x);
+    }
 
     static const int upg_status[ST_UPG_N] = {101, 400, 401, 403, 404, 431, 503};
     head(o, "nhgw_upgrades_total", "counter", "HTTP upgrade requests answered, by status.");

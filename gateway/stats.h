@@ -45,6 +45,7 @@ enum {
 enum { ST_TO_HANDSHAKE, ST_TO_UPGRADE, ST_TO_IDLE, ST_TO_CLOSE, ST_TO_N };
 enum { ST_XSHELL_OK, ST_XSHELL_FAILED };
 enum { ST_REG_CLAIM, ST_REG_RELEASE, ST_REG_REFRESH, ST_REG_RESYNC, ST_REG_N };
+enum { ST_TLSR_STORED, ST_TLSR_SKIPPED, ST_TLSR_FAILED, ST_TLSR_N };
 
 /* One worker's counters. Only uint64_t members: a slot is copied word by word. */
 struct worker_stats {
@@ -66,6 +67,9 @@ struct worker_stats {
     uint64_t slow_consumers;
     uint64_t tls_expired;     /* expired client certificates accepted */
     uint64_t resumed_id;      /* of resumed: by session ID from the shared store (tls.h) */
+    /* the cross-pod session store (tlsredis.h): lookups by enum tlsr_result, of the hits those
+     * that did not open or decode, and stores by ST_TLSR_* */
+    uint64_t tlsr_lookups[4], tlsr_rejected, tlsr_stores[ST_TLSR_N];
     /* the remote console (console.c): gauges, then counters */
     uint64_t consoles;          /* console channels joined */
     uint64_t console_ops;       /* operator leases held (a lapsed one until its console's next event) */

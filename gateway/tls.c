@@ -31,6 +31,8 @@ struct tls_stats tls_stats;
 
 /* The master's shared session store (tls_set_session_cache), inherited by every worker. */
 static struct scache *sess_cache;
+/* This worker's cross-pod store (tls_set_session_store); NULL when off. */
+static struct tlsr *sess_remote;
 
 #define MAX_TICKET_KEYS 8
 
@@ -56,6 +58,7 @@ struct tls_ctx {
     int n_certs;
     struct ticket_key tickets[MAX_TICKET_KEYS];
     int n_tickets;
+    uint8_t seal[MAX_TICKET_KEYS][SCACHE_SEAL_KEY_LEN]; /* the cross-pod store's, per ticket key */
     uint8_t trust[SHA256_DIGEST_LENGTH]; /* the session ID context (trust_digest) */
     unsigned refs;             /* the owner's, plus one per SSL made from it (tls.h) */
 };
@@ -63,6 +66,29 @@ struct tls_ctx {
 static int ex_identity = -1;
 static int ex_tls_ctx = -1;
 static int ex_from_cache = -1; /* set when the session came from the shared store */
+static int ex_remote = -1;     /* struct remote_lookup, while a cross-pod lookup is involved */
+
+/* A session ID looked up in the cross-pod store: asked (waiting), then answered with a session
+ * or none; the session callback runs again once the answer is in. */
+struct remote_lookup {
+    uint8_t id[SCACHE_ID_MAX];
+    uint8_t id_len;
+    bool answered;
+    SSL_SESSION *sess; /* the answer, handed to BoringSSL by the session callback */
+};
+
+static void remote_lookup_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)index;
+    (void)argl;
+    (void)argp;
+    struct remote_lookup *rl = ptr;
+    if (rl)
+        SSL_SESSION_free(rl->sess);
+    free(rl);
+}
 
 /* An SSL's callbacks read its tls_ctx, so each SSL holds a reference until it is freed. */
 static void ssl_ctx_ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
@@ -404,6 +430,11 @@ bool tls_read_pending(SSL *ssl)
 int tls_after_handshake(SSL *ssl)
 {
     ra_finish(ssl);
+    struct remote_lookup *rl = SSL_get_ex_data(ssl, ex_remote);
+    if (rl) {
+        SSL_set_ex_data(ssl, ex_remote, NULL);
+        remote_lookup_free(NULL, rl, NULL, 0, 0, NULL);
+    }
     if (!SSL_session_reused(ssl))
         return 0;
     bool by_id = SSL_get_ex_data(ssl, ex_from_cache) != NULL;
@@ -437,15 +468,72 @@ int tls_after_handshake(SSL *ssl)
  * worker verifies and identifies the device like a ticket resumption (tls_after_handshake). */
 
 static uint8_t sess_buf[TLS_SESSION_MAX_BYTES]; /* workers are single-threaded */
+static uint8_t seal_buf[TLS_SESSION_MAX_BYTES + SCACHE_SEAL_OVERHEAD];
 
 void tls_set_session_cache(struct scache *c)
 {
     sess_cache = c;
 }
 
+void tls_set_session_store(struct tlsr *r)
+{
+    sess_remote = r;
+}
+
+static int64_t session_expires(const SSL_SESSION *sess)
+{
+    return (int64_t)SSL_SESSION_get_time(sess) + (int64_t)SSL_SESSION_get_timeout(sess);
+}
+
+/* Sealed with the first ticket key (the one every pod encrypts tickets with), so any pod that
+ * loads the same file opens it; the key expires in Redis with the session. */
+static void remote_store(SSL *ssl, const uint8_t *id, size_t id_len, const uint8_t *der, size_t len,
+                         int64_t expires, int64_t now)
+{
+    struct tls_ctx *t = SSL_get_ex_data(ssl, ex_tls_ctx);
+    if (!t || expires <= now || len > TLS_SESSION_MAX_BYTES)
+        return;
+    size_t n = scache_seal(t->seal[0], id, id_len, der, len, seal_buf, sizeof(seal_buf));
+    if (n)
+        tlsr_store(sess_remote, id, id_len, seal_buf, n, (uint32_t)MIN(expires - now, (int64_t)UINT32_MAX));
+}
+
+bool tls_fetch_session(SSL *ssl, tlsr_cb cb, void *arg)
+{
+    struct remote_lookup *rl = SSL_get_ex_data(ssl, ex_remote);
+    if (!rl || rl->answered)
+        return false;
+    if (sess_remote && tlsr_lookup(sess_remote, rl->id, rl->id_len, cb, arg))
+        return true;
+    rl->answered = true; /* not asked: resume nothing, now */
+    return false;
+}
+
+void tls_session_fetched(SSL *ssl, enum tlsr_result r, const uint8_t *val, size_t len)
+{
+    struct remote_lookup *rl = SSL_get_ex_data(ssl, ex_remote);
+    if (!rl || rl->answered)
+        return;
+    rl->answered = true;
+    if (r != TLSR_HIT)
+        return;
+    struct tls_ctx *t = SSL_get_ex_data(ssl, ex_tls_ctx);
+    ssize_t n = scache_open((const uint8_t (*)[SCACHE_SEAL_KEY_LEN])t->seal, (size_t)t->n_tickets, rl->id,
+                            rl->id_len, val, len, sess_buf, sizeof(sess_buf));
+    SSL_SESSION *s = n > 0 ? SSL_SESSION_from_bytes(sess_buf, (size_t)n, SSL_get_SSL_CTX(ssl)) : NULL;
+    if (!s) {
+        ERR_clear_error();
+        tls_stats.remote_rejected++;
+        return;
+    }
+    /* this node's next lookup of it is local */
+    if (sess_cache)
+        scache_put(sess_cache, rl->id, rl->id_len, sess_buf, (size_t)n, session_expires(s), (int64_t)time(NULL));
+    rl->sess = s;
+}
+
 static int sess_new_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    (void)ssl;
     unsigned id_len;
     const uint8_t *id = SSL_SESSION_get_id(sess, &id_len);
     if (!sess_cache || id_len == 0 || SSL_SESSION_get_protocol_version(sess) != TLS1_2_VERSION)
@@ -458,10 +546,12 @@ static int sess_new_cb(SSL *ssl, SSL_SESSION *sess)
         return 0;
     }
     int64_t now = (int64_t)time(NULL);
-    int64_t expires = (int64_t)SSL_SESSION_get_time(sess) + (int64_t)SSL_SESSION_get_timeout(sess);
+    int64_t expires = session_expires(sess);
     /* too large (a long client chain) or already expired: that device resumes nothing */
     if (!scache_put(sess_cache, id, id_len, der, len, expires, now))
         tls_stats.sessions_not_cached++;
+    else if (sess_remote)
+        remote_store(ssl, id, id_len, der, len, expires, now);
     OPENSSL_free(der);
     return 0; /* the serialised copy is all the store keeps */
 }
@@ -471,7 +561,29 @@ static SSL_SESSION *sess_get_cb(SSL *ssl, const uint8_t *id, int id_len, int *ou
     *out_copy = 0; /* the session returned is a new reference, handed over */
     if (!sess_cache || id_len <= 0)
         return NULL;
+    struct remote_lookup *rl = SSL_get_ex_data(ssl, ex_remote);
+    if (rl) {
+        /* called again after the cross-pod store answered (or was not asked) */
+        if (!rl->answered)
+            return SSL_magic_pending_session_ptr();
+        SSL_SESSION *s = rl->sess;
+        rl->sess = NULL;
+        if (s)
+            SSL_set_ex_data(ssl, ex_from_cache, (void *)1);
+        return s;
+    }
     ssize_t n = scache_get(sess_cache, id, (size_t)id_len, (int64_t)time(NULL), sess_buf, sizeof(sess_buf));
+    if (n < 0 && sess_remote && id_len <= SCACHE_ID_MAX) {
+        /* not on this node: the handshake waits for the cross-pod store (conn.c) */
+        rl = calloc(1, sizeof(*rl));
+        if (!rl || !SSL_set_ex_data(ssl, ex_remote, rl)) {
+            free(rl);
+            return NULL;
+        }
+        memcpy(rl->id, id, (size_t)id_len);
+        rl->id_len = (uint8_t)id_len;
+        return SSL_magic_pending_session_ptr();
+    }
     if (n < 0)
         return NULL;
     SSL_SESSION *s = SSL_SESSION_from_bytes(sess_buf, (size_t)n, SSL_get_SSL_CTX(ssl));
@@ -618,13 +730,15 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *c
     return 0;
 }
 
-static void add_ticket_key(struct tls_ctx *t, const uint8_t *p, size_t len)
+/* False only if the cross-pod store's key cannot be derived (a BoringSSL failure). */
+static bool add_ticket_key(struct tls_ctx *t, const uint8_t *p, size_t len)
 {
-    struct ticket_key *k = &t->tickets[t->n_tickets++];
+    struct ticket_key *k = &t->tickets[t->n_tickets];
     memcpy(k->name, p, 16);
     k->key_len = len == 80 ? 32 : 16;
     memcpy(k->hmac, p + 16, k->key_len);
     memcpy(k->aes, p + 16 + k->key_len, k->key_len);
+    return scache_seal_key(t->seal[t->n_tickets++], p, len);
 }
 
 /* The file holds one or more keys of 80 bytes (AES-256, nginx's format: name, HMAC key, AES key)
@@ -645,9 +759,14 @@ static int load_ticket_keys(struct tls_ctx *t, const char *path, char *err, size
                  path, n, MAX_TICKET_KEYS);
         return -1;
     }
+    bool ok = true;
     for (size_t off = 0; off < n; off += unit)
-        add_ticket_key(t, buf + off, unit);
+        ok &= add_ticket_key(t, buf + off, unit);
     OPENSSL_cleanse(buf, sizeof(buf));
+    if (!ok) {
+        snprintf(err, errlen, "ticket key file %s: cannot derive the session store key", path);
+        return -1;
+    }
     return 0;
 }
 
@@ -746,6 +865,7 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
         ex_identity = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
         ex_tls_ctx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_ctx_ref_free);
         ex_from_cache = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        ex_remote = SSL_get_ex_new_index(0, NULL, NULL, NULL, remote_lookup_free);
     }
     if (!ra_init_method()) {
         snprintf(err, errlen, "cannot create the socket BIO method");
@@ -764,8 +884,9 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
     if (c->ticket_key_file) {
         if (load_ticket_keys(t, c->ticket_key_file, err, errlen) != 0)
             goto fail;
-    } else {
-        add_ticket_key(t, fallback_ticket_key, 80);
+    } else if (!add_ticket_key(t, fallback_ticket_key, 80)) {
+        snprintf(err, errlen, "cannot derive the session store key");
+        goto fail;
     }
 
     t->ctx = SSL_CTX_new(TLS_with_buffers_method());
@@ -823,6 +944,7 @@ void tls_ctx_free(struct tls_ctx *t)
         EVP_PKEY_free(t->certs[i].key);
     }
     OPENSSL_cleanse(t->tickets, sizeof(t->tickets));
+    OPENSSL_cleanse(t->seal, sizeof(t->seal));
     free(t);
 }
 
@@ -855,6 +977,8 @@ enum tls_io tls_classify(SSL *ssl, int ret)
         return TLS_IO_WANT_READ;
     case SSL_ERROR_WANT_WRITE:
         return TLS_IO_WANT_WRITE;
+    case SSL_ERROR_PENDING_SESSION:
+        return TLS_IO_PENDING_SESSION;
     case SSL_ERROR_ZERO_RETURN:
         return TLS_IO_CLOSED;
     case SSL_ERROR_SYSCALL:

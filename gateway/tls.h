@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tlsredis.h"
+
 struct cfg;
 struct scache;
 typedef struct ssl_st SSL;
@@ -48,6 +50,12 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
  * forks, so all workers use the same store. */
 void tls_set_session_cache(struct scache *c);
 
+/* Also store new TLS 1.2 sessions in, and look missing ones up in, this cross-pod store
+ * (tlsredis.h, --session-store redis), sealed with a key derived from the first ticket key and
+ * opened with any loaded one. Per process (a worker sets its own); effective only with the
+ * shared store on. NULL (the default) turns it off. */
+void tls_set_session_store(struct tlsr *r);
+
 /* Drops the creator's reference. Every SSL made by tls_ssl_new holds one until SSL_free, so a
  * context replaced by a reload may be released at once: it lives while a connection uses it. */
 void tls_ctx_free(struct tls_ctx *t);
@@ -69,8 +77,18 @@ int tls_after_handshake(SSL *ssl);
 bool tls_read_pending(SSL *ssl);
 
 /* Outcome of an SSL_* call, collapsing the details callers do not care about (wrk's style). */
-enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_CLOSED, TLS_IO_ERROR };
+enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_CLOSED, TLS_IO_ERROR,
+              TLS_IO_PENDING_SESSION };
 enum tls_io tls_classify(SSL *ssl, int ret);
+
+/* TLS_IO_PENDING_SESSION: the handshake stopped because the client's session ID was not in this
+ * node's store and the cross-pod store is on. tls_fetch_session asks it; cb (a tlsr_cb, see
+ * tlsredis.h) gets the answer later and, unless the SSL was freed meanwhile, hands it to
+ * tls_session_fetched before driving the handshake again. When tls_fetch_session returns false
+ * nothing was asked (cb is not called): the handshake goes on at once without a session. The
+ * socket must not be read in between (the client's flight waits in the kernel). */
+bool tls_fetch_session(SSL *ssl, tlsr_cb cb, void *arg);
+void tls_session_fetched(SSL *ssl, enum tlsr_result r, const uint8_t *val, size_t len);
 
 /* After an error, a short reason for logs ("certificate verify failed", "unknown ca", ...); and
  * whether the peer caused it (bad handshake, reset) rather than us. Clears the error queue. */
@@ -84,6 +102,8 @@ struct tls_stats {
     /* new TLS 1.2 sessions not stored: not serialisable, or refused by the store (too large,
      * already expired) */
     uint64_t sessions_not_cached;
+    /* values from the cross-pod store that did not open (another key, tampered) or decode */
+    uint64_t remote_rejected;
 };
 extern struct tls_stats tls_stats;
 

@@ -25,12 +25,17 @@
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
+#include "tlsredis.h"
 #include "ws.h"
 
 #define TICK_MS 100
 #define ACCEPTS_PER_EVENT 64
 #define DRAIN_FLUSH_MS 200 /* after the last session: time for registry deletes and disconnects
                               (fire and forget) to leave the process */
+
+/* The cross-pod TLS session store (--session-store redis); one worker per process. */
+static struct tlsr *w_tlsr;
+_Static_assert(TLSR_RESULT_N == ARRAY_SIZE(((struct worker_stats *)0)->tlsr_lookups), "one counter per result");
 
 uint64_t worker_now_ms(void)
 {
@@ -156,6 +161,23 @@ static void collect(struct worker *w)
     static uint64_t seen_resumed_id; /* one worker per process */
     w->stats.resumed_id += tls_stats.resumed_id - seen_resumed_id;
     seen_resumed_id = tls_stats.resumed_id;
+    if (w_tlsr) {
+        static struct tlsr_stats seen; /* one worker per process */
+        const struct tlsr_stats *t = tlsr_stats(w_tlsr);
+        for (int i = 0; i < TLSR_RESULT_N; i++) {
+            w->stats.tlsr_lookups[i] += t->lookups[i] - seen.lookups[i];
+            seen.lookups[i] = t->lookups[i];
+        }
+        w->stats.tlsr_stores[ST_TLSR_STORED] += t->stored - seen.stored;
+        w->stats.tlsr_stores[ST_TLSR_SKIPPED] += t->store_skipped - seen.store_skipped;
+        w->stats.tlsr_stores[ST_TLSR_FAILED] += t->store_failed - seen.store_failed;
+        seen.stored = t->stored;
+        seen.store_skipped = t->store_skipped;
+        seen.store_failed = t->store_failed;
+        static uint64_t seen_rejected;
+        w->stats.tlsr_rejected += tls_stats.remote_rejected - seen_rejected;
+        seen_rejected = tls_stats.remote_rejected;
+    }
     if (w->reg) {
         const struct reg_stats *r = reg_stats(w->reg);
         const uint64_t now[5] = { r->releases, r->refreshes, r->resyncs, r->errors, r->conflicts };
@@ -389,6 +411,14 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80], 
             exit(3);
         }
         reg_set_conflict_cb(w->reg, sess_on_registry_conflict, w);
+        if (cfg->session_store == CFG_STORE_REDIS) {
+            w_tlsr = tlsr_new(w->base, w->reg, cfg->link_prefix, (uint32_t)cfg->session_store_timeout_ms);
+            if (!w_tlsr) {
+                LOG(LOG_ERROR, "worker_init_failed", "error=\"session store\" redis=%s", cfg->redis);
+                exit(3);
+            }
+            tls_set_session_store(w_tlsr);
+        }
     }
     w->z = ws_zctx_new(cfg->deflate_level);
     w->rbuf = xmalloc(WORKER_RBUF_SIZE);
