@@ -81,7 +81,7 @@ $(BUILD)/nhgw: $(call obj,$(OPT_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) $(MAI
 $(BUILD)/nhgw-asan: $(call obj,$(SAN_DIR),$(CODEC_SRC) $(PROTO_SRC) $(CORE_SRC) $(MAIN_SRC))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
-UNIT_ALL := $(CODEC_SRC) $(PROTO_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c gateway/sesscache.c $(BENCH_UNIT_SRC) \
+UNIT_ALL := $(CODEC_SRC) $(PROTO_SRC) $(UNIT_SRC) gateway/config.c gateway/log.c gateway/sesscache.c gateway/sessseal.c $(BENCH_UNIT_SRC) \
             bench/hist.c bench/wsc.c gateway/rmap.c gateway/scrollback.c $(PLATFORM_PURE_SRC)
 
 $(BUILD)/unit: $(call obj,$(OPT_DIR),$(UNIT_ALL))

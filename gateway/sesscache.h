@@ -66,28 +66,6 @@ void scache_get_stats(const struct scache *c, struct scache_stats *out);
  * right when a stripe is emptied after its lock holder died. */
 size_t scache_entries(const struct scache *c);
 
-/* ---- sealed values, for a store outside the process tree (Redis, shared by pods) ----
- * A session holds its master secret, so a value leaving the node is encrypted and authenticated
- * (AES-256-GCM) under a key every pod can derive from the secret they share (the ticket keys),
- * and bound to its session ID (associated data): a value copied under another ID does not open.
- * Layout: version (1 byte, SCACHE_SEAL_V1), 12-byte random nonce, ciphertext, 16-byte tag. */
-#define SCACHE_SEAL_KEY_LEN 32
-#define SCACHE_SEAL_V1 1
-#define SCACHE_SEAL_OVERHEAD (1 + 12 + 16)
-
-/* HKDF-SHA256 of `secret` (a ticket key: name and keys, 48 or 80 bytes) with a label of its own,
- * so the sealing key is never a ticket key itself. False on a BoringSSL failure. */
-bool scache_seal_key(uint8_t out[SCACHE_SEAL_KEY_LEN], const uint8_t *secret, size_t secret_len);
-/* Seal `len` bytes for id into out (capacity cap >= len + SCACHE_SEAL_OVERHEAD); returns the
- * sealed length, or 0 when it does not fit or encryption fails. */
-size_t scache_seal(const uint8_t key[SCACHE_SEAL_KEY_LEN], const uint8_t *id, size_t id_len,
-                   const uint8_t *val, size_t len, uint8_t *out, size_t cap);
-/* Open a sealed value of id with the first of `n_keys` keys that authenticates it; returns the
- * plain length, or -1 when none does (wrong key, another ID, tampered, truncated, unknown
- * version, or longer than cap). */
-ssize_t scache_open(const uint8_t (*keys)[SCACHE_SEAL_KEY_LEN], size_t n_keys, const uint8_t *id,
-                    size_t id_len, const uint8_t *in, size_t in_len, uint8_t *out, size_t cap);
-
 /* For tests: lock the stripe that id belongs to and return without unlocking, so a process that
  * then exits plays a worker that died inside the store. */
 bool scache_test_hold_lock(struct scache *c, const uint8_t *id, size_t id_len);

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "log.h"
 #include "sesscache.h"
+#include "sessseal.h"
 
 struct tls_stats tls_stats;
 
@@ -58,7 +59,7 @@ struct tls_ctx {
     int n_certs;
     struct ticket_key tickets[MAX_TICKET_KEYS];
     int n_tickets;
-    uint8_t seal[MAX_TICKET_KEYS][SCACHE_SEAL_KEY_LEN]; /* the cross-pod store's, per ticket key */
+    uint8_t seal[MAX_TICKET_KEYS][SSEAL_KEY_LEN]; /* the cross-pod store's, per ticket key */
     uint8_t trust[SHA256_DIGEST_LENGTH]; /* the session ID context (trust_digest) */
     unsigned refs;             /* the owner's, plus one per SSL made from it (tls.h) */
 };
@@ -468,7 +469,7 @@ int tls_after_handshake(SSL *ssl)
  * worker verifies and identifies the device like a ticket resumption (tls_after_handshake). */
 
 static uint8_t sess_buf[TLS_SESSION_MAX_BYTES]; /* workers are single-threaded */
-static uint8_t seal_buf[TLS_SESSION_MAX_BYTES + SCACHE_SEAL_OVERHEAD];
+static uint8_t seal_buf[TLS_SESSION_MAX_BYTES + SSEAL_OVERHEAD];
 
 void tls_set_session_cache(struct scache *c)
 {
@@ -493,7 +494,7 @@ static void remote_store(SSL *ssl, const uint8_t *id, size_t id_len, const uint8
     struct tls_ctx *t = SSL_get_ex_data(ssl, ex_tls_ctx);
     if (!t || expires <= now || len > TLS_SESSION_MAX_BYTES)
         return;
-    size_t n = scache_seal(t->seal[0], id, id_len, der, len, seal_buf, sizeof(seal_buf));
+    size_t n = sseal_seal(t->seal[0], id, id_len, der, len, seal_buf, sizeof(seal_buf));
     if (n)
         tlsr_store(sess_remote, id, id_len, seal_buf, n, (uint32_t)MIN(expires - now, (int64_t)UINT32_MAX));
 }
@@ -518,7 +519,7 @@ void tls_session_fetched(SSL *ssl, enum tlsr_result r, const uint8_t *val, size_
     if (r != TLSR_HIT)
         return;
     struct tls_ctx *t = SSL_get_ex_data(ssl, ex_tls_ctx);
-    ssize_t n = scache_open((const uint8_t (*)[SCACHE_SEAL_KEY_LEN])t->seal, (size_t)t->n_tickets, rl->id,
+    ssize_t n = sseal_open((const uint8_t (*)[SSEAL_KEY_LEN])t->seal, (size_t)t->n_tickets, rl->id,
                             rl->id_len, val, len, sess_buf, sizeof(sess_buf));
     SSL_SESSION *s = n > 0 ? SSL_SESSION_from_bytes(sess_buf, (size_t)n, SSL_get_SSL_CTX(ssl)) : NULL;
     if (!s) {
@@ -738,7 +739,7 @@ static bool add_ticket_key(struct tls_ctx *t, const uint8_t *p, size_t len)
     k->key_len = len == 80 ? 32 : 16;
     memcpy(k->hmac, p + 16, k->key_len);
     memcpy(k->aes, p + 16 + k->key_len, k->key_len);
-    return scache_seal_key(t->seal[t->n_tickets++], p, len);
+    return sseal_key(t->seal[t->n_tickets++], p, len);
 }
 
 /* The file holds one or more keys of 80 bytes (AES-256, nginx's format: name, HMAC key, AES key)
