@@ -5,7 +5,6 @@
 // the full handshake; none with the store off; a forged session ID gets a full handshake; a reload
 // that removes the device's CA ends both its resumption and its full handshakes.
 import assert from 'node:assert/strict';
-import { constants } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,52 +12,11 @@ import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import tls from 'node:tls';
 import { certPath, device } from './lib/certs.mjs';
-import { HOST, freePort, gwTest, parseLogLine, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
-import { upgradeRequest } from './lib/rawws.mjs';
+import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
+import { closedConn, connectById, upgradeOn } from './lib/tls12.mjs';
 
 const V12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' };
-const NO_TICKET = { secureOptions: constants.SSL_OP_NO_TICKET };
 
-/** TLS 1.2 without tickets, offering `session` (a DER session from an earlier connection). */
-function connectById(port, deviceName, session) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const s = tls.connect({
-        host: HOST, port, servername: 'localhost', ...device(deviceName), ...V12, ...NO_TICKET, session,
-      });
-      s.once('error', reject);
-      s.once('secureConnect', () =>
-        resolve({ socket: s, reused: s.isSessionReused(), session: s.getSession(), localPort: s.localPort }),
-      );
-    }),
-    5000,
-    `TLS 1.2 connect (${deviceName})`,
-  );
-}
-
-/** Send the WebSocket upgrade on an established connection; resolves with the response head. */
-function upgradeOn(socket) {
-  const chunks = [];
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      socket.on('data', (d) => {
-        chunks.push(d);
-        const b = Buffer.concat(chunks).toString('latin1');
-        if (b.includes('\r\n\r\n')) resolve(b);
-      });
-      socket.once('close', () => reject(new Error('closed before a response')));
-      socket.write(upgradeRequest({}).text);
-    }),
-    5000,
-    'upgrade response',
-  );
-}
-
-/** The gateway's record of a closed connection from our local port: {device, pid}. */
-async function closedConn(gw, localPort) {
-  const line = await gw.waitForLog(new RegExp(`event=conn_closed .*peer=127\\.0\\.0\\.1:${localPort} `), 5000);
-  return parseLogLine(line);
-}
 
 /** One connection that must resume: upgrade it, close it, return what the gateway saw. */
 async function resumeAndIdentify(gw, deviceName, session) {

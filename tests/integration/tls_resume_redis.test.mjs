@@ -5,59 +5,12 @@
 // TTL is the session's lifetime, a hung or stopped Redis costs at most the lookup timeout, and
 // with the store off (the default) there is no cross-gateway resumption.
 import assert from 'node:assert/strict';
-import { constants } from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe } from 'node:test';
-import tls from 'node:tls';
-import { device } from './lib/certs.mjs';
-import { HOST, freePort, gwTest, parseLogLine, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
-import { upgradeRequest } from './lib/rawws.mjs';
+import { HOST, freePort, gwTest, sleep, startGateway, waitFor } from './lib/gateway.mjs';
 import { startRedis } from './lib/stack.mjs';
+import { closedConn, connectById, upgradeOn } from './lib/tls12.mjs';
 
-const V12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' };
-const NO_TICKET = { secureOptions: constants.SSL_OP_NO_TICKET };
-
-function connectById(port, deviceName, session) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const t0 = process.hrtime.bigint();
-      const s = tls.connect({
-        host: HOST, port, servername: 'localhost', ...device(deviceName), ...V12, ...NO_TICKET, session,
-      });
-      s.once('error', reject);
-      s.once('secureConnect', () =>
-        resolve({
-          socket: s, reused: s.isSessionReused(), session: s.getSession(), localPort: s.localPort,
-          ms: Number(process.hrtime.bigint() - t0) / 1e6,
-        }),
-      );
-    }),
-    5000,
-    `TLS 1.2 connect (${deviceName})`,
-  );
-}
-
-function upgradeOn(socket) {
-  const chunks = [];
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      socket.on('data', (d) => {
-        chunks.push(d);
-        const b = Buffer.concat(chunks).toString('latin1');
-        if (b.includes('\r\n\r\n')) resolve(b);
-      });
-      socket.once('close', () => reject(new Error('closed before a response')));
-      socket.write(upgradeRequest({}).text);
-    }),
-    5000,
-    'upgrade response',
-  );
-}
-
-async function closedConn(gw, localPort) {
-  const line = await gw.waitForLog(new RegExp(`event=conn_closed .*peer=127\\.0\\.0\\.1:${localPort} `), 5000);
-  return parseLogLine(line);
-}
 
 /** Connect offering `session`, upgrade, close; returns {reused, device, ms}. */
 async function connectAndIdentify(gw, deviceName, session) {
