@@ -17,7 +17,6 @@ import { closedConn, connectById, upgradeOn } from './lib/tls12.mjs';
 
 const V12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' };
 
-
 /** One connection that must resume: upgrade it, close it, return what the gateway saw. */
 async function resumeAndIdentify(gw, deviceName, session) {
   const c = await connectById(gw.port, deviceName, session);
@@ -98,6 +97,16 @@ function cacheMetrics(text) {
   return out;
 }
 
+/** The gateway stores a session as its side of the handshake ends, which can come after the
+ * client's side: wait until the store has taken `n` sessions before offering one. */
+async function sessionsStored(admin, n) {
+  return waitFor(
+    async () => cacheMetrics(await metricsText(admin)).stores >= n,
+    3000,
+    `${n} session(s) stored`,
+  );
+}
+
 describe('session-ID resumption across workers (default store, --workers 2)', () => {
   let gw, admin;
   const it = gwTest(() => gw);
@@ -114,6 +123,7 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
     const first = await connectById(gw.port, 'device-1');
     first.socket.destroy();
     assert.equal(first.reused, false);
+    await sessionsStored(admin, 1);
     const pids = new Set();
     for (let i = 0; i < 24; i++) {
       const seen = await resumeAndIdentify(gw, 'device-1', first.session);
@@ -124,6 +134,7 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
     // a second device's session is its own: it resumes as that device, not as device-1
     const other = await connectById(gw.port, 'device-2');
     other.socket.destroy();
+    await sessionsStored(admin, 2);
     for (let i = 0; i < 4; i++) assert.equal((await resumeAndIdentify(gw, 'device-2', other.session)).device, 'device-2');
     const m = await waitFor(
       async () => {
@@ -295,9 +306,12 @@ describe('session-ID resumption and a reload that removes a CA (SIGHUP)', () => 
 
   it("a session of a device whose CA was removed is not resumed, and its full handshake fails", async () => {
     // device-5 is issued by device-ca2, device-1 by device-ca
+    // an answered upgrade means the gateway's side of the handshake, and so the store, is done
     const s5 = await connectById(gw.port, 'device-5');
+    assert.match(await upgradeOn(s5.socket), /^HTTP\/1\.1 101 /);
     s5.socket.destroy();
     const s1 = await connectById(gw.port, 'device-1');
+    assert.match(await upgradeOn(s1.socket), /^HTTP\/1\.1 101 /);
     s1.socket.destroy();
     for (let i = 0; i < 4; i++) {
       assert.equal((await resumeAndIdentify(gw, 'device-5', s5.session)).device, 'device-5');
