@@ -186,6 +186,14 @@ static void head(struct sbuf *o, const char *name, const char *type, const char 
         }                                                                                                    \
     } while (0)
 
+/* One unlabelled series: HELP, TYPE and the sum of expr over the workers. */
+#define SCALAR(name, type, help, expr)                                                                       \
+    do {                                                                                                     \
+        head(o, name, type, help);                                                                           \
+        SUM(x, expr);                                                                                        \
+        sbuf_printf(o, name " %llu\n", (unsigned long long)x);                                               \
+    } while (0)
+
 static void hist(struct sbuf *o, const char *name, const char *label, const struct stats_hist *h)
 {
     uint64_t cum = 0;
@@ -278,10 +286,8 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     for (int i = 0; i < n; i++)
         hist_add(&h, &s[i].c.tls_hs);
     hist(o, "nhgw_tls_handshake_duration_seconds", "", &h);
-    head(o, "nhgw_tls_expired_client_certs_total", "counter",
-         "Expired device certificates accepted (--expired-certs accept).");
-    SUM(x, c->tls_expired);
-    sbuf_printf(o, "nhgw_tls_expired_client_certs_total %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_tls_expired_client_certs_total", "counter",
+           "Expired device certificates accepted (--expired-certs accept).", c->tls_expired);
 
     /* the session-ID store is one for all workers: no per-worker series */
     const struct scache_stats *sc = &v->scache;
@@ -320,7 +326,7 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     head(o, "nhgw_tls_session_cache_redis_lookups_total", "counter",
          "Session IDs missing from this node's store looked up in Redis (--session-store redis), by "
          "result.");
-    static const char *const tlsr_res[4] = { "hit", "miss", "timeout", "error" };
+    static const char *const tlsr_res[4] = {"hit", "miss", "timeout", "error"};
     SUM(y, c->tlsr_rejected);
     for (int k = 0; k < 4; k++) {
         SUM(x, c->tlsr_lookups[k]);
@@ -333,7 +339,7 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
                 (unsigned long long)y);
     head(o, "nhgw_tls_session_cache_redis_stores_total", "counter",
          "New TLS 1.2 sessions written to Redis (--session-store redis), by result.");
-    static const char *const tlsr_st[ST_TLSR_N] = { "stored", "skipped", "failed" };
+    static const char *const tlsr_st[ST_TLSR_N] = {"stored", "skipped", "failed"};
     for (int k = 0; k < ST_TLSR_N; k++) {
         SUM(x, c->tlsr_stores[k]);
         sbuf_printf(o, "nhgw_tls_session_cache_redis_stores_total{result=\"%s\"} %llu\n", tlsr_st[k],
@@ -401,9 +407,8 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
         snprintf(label, sizeof(label), "call=\"%s\"", lp_call_name(k));
         hist(o, "nhgw_platform_call_duration_seconds", label, &h);
     }
-    head(o, "nhgw_platform_calls_in_flight", "gauge", "Platform calls started and not yet answered.");
-    SUM(x, c->calls_in_flight);
-    sbuf_printf(o, "nhgw_platform_calls_in_flight %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_platform_calls_in_flight", "gauge", "Platform calls started and not yet answered.",
+           c->calls_in_flight);
     if (v->link_nats) {
         head(o, "nhgw_nats_connected", "gauge", "1 while the worker's NATS connection is up.");
         for (int i = 0; i < n; i++)
@@ -429,9 +434,8 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
     SUM(x, c->reg_claim_failed);
     sbuf_printf(o, "nhgw_registry_operations_total{op=\"claim\",result=\"error\"} %llu\n",
                 (unsigned long long)x);
-    head(o, "nhgw_registry_errors_total", "counter", "Redis error replies, timeouts and failed commands.");
-    SUM(x, c->reg_errors);
-    sbuf_printf(o, "nhgw_registry_errors_total %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_registry_errors_total", "counter", "Redis error replies, timeouts and failed commands.",
+           c->reg_errors);
 
     head(o, "nhgw_devices_kicked_total", "counter",
          "Sessions closed with 1001 because the device connected again (local: on this worker; remote: "
@@ -442,55 +446,41 @@ void stats_render(struct sbuf *o, const struct stats_view *v)
         o,
         "nhgw_devices_kicked_total{where=\"local\"} %llu\nnhgw_devices_kicked_total{where=\"remote\"} %llu\n",
         (unsigned long long)x, (unsigned long long)y);
-    head(o, "nhgw_slow_consumers_total", "counter",
-         "Devices closed because their output queue passed --max-output.");
-    SUM(x, c->slow_consumers);
-    sbuf_printf(o, "nhgw_slow_consumers_total %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_slow_consumers_total", "counter",
+           "Devices closed because their output queue passed --max-output.", c->slow_consumers);
     static const char *const whats[ST_TO_N] = {"handshake", "upgrade", "idle", "close"};
     head(o, "nhgw_timeouts_total", "counter", "Connections closed by a timeout, by phase.");
     for (int k = 0; k < ST_TO_N; k++) {
         SUM(x, c->timeouts_by[k]);
         sbuf_printf(o, "nhgw_timeouts_total{what=\"%s\"} %llu\n", whats[k], (unsigned long long)x);
     }
-    head(o, "nhgw_notifies_dropped_total", "counter", "Platform notifies dropped (queue full or no memory).");
-    SUM(x, c->notifies_dropped);
-    sbuf_printf(o, "nhgw_notifies_dropped_total %llu\n", (unsigned long long)x);
-    head(o, "nhgw_timers_fired_total", "counter", "Platform timers (send_after, start_timer) fired.");
-    SUM(x, c->timers_fired);
-    sbuf_printf(o, "nhgw_timers_fired_total %llu\n", (unsigned long long)x);
-    head(o, "nhgw_topic_fanout_pushes_total", "counter", "Pushes delivered to devices from shared topics.");
-    SUM(x, c->fanout_pushes);
-    sbuf_printf(o, "nhgw_topic_fanout_pushes_total %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_notifies_dropped_total", "counter", "Platform notifies dropped (queue full or no memory).",
+           c->notifies_dropped);
+    SCALAR("nhgw_timers_fired_total", "counter", "Platform timers (send_after, start_timer) fired.",
+           c->timers_fired);
+    SCALAR("nhgw_topic_fanout_pushes_total", "counter", "Pushes delivered to devices from shared topics.",
+           c->fanout_pushes);
 
-    head(o, "nhgw_consoles", "gauge", "Console channels joined by devices.");
-    SUM(x, c->consoles);
-    sbuf_printf(o, "nhgw_consoles %llu\n", (unsigned long long)x);
-    head(o, "nhgw_console_operators", "gauge",
-         "Operator attach leases held on consoles (a lapsed lease counts until its console's next event).");
-    SUM(x, c->console_ops);
-    sbuf_printf(o, "nhgw_console_operators %llu\n", (unsigned long long)x);
-    head(o, "nhgw_console_scrollback_bytes", "gauge",
-         "Memory held by console scrollbacks (allocated as devices print, each at most "
-         "--console-scrollback-bytes).");
-    SUM(x, c->console_sb_bytes);
-    sbuf_printf(o, "nhgw_console_scrollback_bytes %llu\n", (unsigned long long)x);
-    head(o, "nhgw_console_output_bytes_total", "counter",
-         "Console output published to attached operators (message bodies on <prefix>.console.<dev>.out).");
-    SUM(x, c->console_out_bytes);
-    sbuf_printf(o, "nhgw_console_output_bytes_total %llu\n", (unsigned long long)x);
-    head(o, "nhgw_console_input_bytes_total", "counter",
-         "Operator console input (the data of `dn` pushes) delivered to devices.");
-    SUM(x, c->console_in_bytes);
-    sbuf_printf(o, "nhgw_console_input_bytes_total %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_consoles", "gauge", "Console channels joined by devices.", c->consoles);
+    SCALAR("nhgw_console_operators", "gauge",
+           "Operator attach leases held on consoles (a lapsed lease counts until its console's next event).",
+           c->console_ops);
+    SCALAR("nhgw_console_scrollback_bytes", "gauge",
+           "Memory held by console scrollbacks (allocated as devices print, each at most "
+           "--console-scrollback-bytes).",
+           c->console_sb_bytes);
+    SCALAR("nhgw_console_output_bytes_total", "counter",
+           "Console output published to attached operators (message bodies on <prefix>.console.<dev>.out).",
+           c->console_out_bytes);
+    SCALAR("nhgw_console_input_bytes_total", "counter",
+           "Operator console input (the data of `dn` pushes) delivered to devices.", c->console_in_bytes);
 
-    head(o, "nhgw_local_shell_scrollbacks", "gauge",
-         "Connections holding a local-shell scrollback (extensions channel, scrollback_append).");
-    SUM(x, c->xshell_sbs);
-    sbuf_printf(o, "nhgw_local_shell_scrollbacks %llu\n", (unsigned long long)x);
-    head(o, "nhgw_local_shell_scrollback_bytes", "gauge",
-         "Memory held by local-shell scrollbacks (each at most --console-scrollback-bytes).");
-    SUM(x, c->xshell_sb_bytes);
-    sbuf_printf(o, "nhgw_local_shell_scrollback_bytes %llu\n", (unsigned long long)x);
+    SCALAR("nhgw_local_shell_scrollbacks", "gauge",
+           "Connections holding a local-shell scrollback (extensions channel, scrollback_append).",
+           c->xshell_sbs);
+    SCALAR("nhgw_local_shell_scrollback_bytes", "gauge",
+           "Memory held by local-shell scrollbacks (each at most --console-scrollback-bytes).",
+           c->xshell_sb_bytes);
     static const char *const replay_res[2] = {"ok", "failed"};
     head(o, "nhgw_local_shell_replays_total", "counter",
          "Local-shell scrollback replays published (ok) or not (failed: subject refused or "
