@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,32 +17,9 @@ import { REPO } from './lib/certs.mjs';
 import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
 import { NHBENCH_BIN, explainRun, pkiArgs, runNhbench } from './lib/nhbench.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
+import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
 
 const CAP = 64 * 1024; // the gateway's default --console-scrollback-bytes
-
-function adminGet(port, path) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port, path, timeout: 5000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`admin ${path}: timeout`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** The sum of every series of metric `name` in a Prometheus text exposition (null if absent). */
-function metric(text, name) {
-  let sum = null;
-  for (const line of text.split('\n')) {
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/);
-    if (m && m[1] === name) sum = (sum ?? 0) + Number(m[3]);
-  }
-  return sum;
-}
 
 /** One device's console operator over NATS (what nhctl console does, minus the terminal). */
 class Operator {
@@ -131,16 +107,8 @@ describe('remote console with the C client (nhbench) as the device', () => {
   let nats, redis, rc, platform, gw, nc, admin, dir;
   const it = gwTest(() => gw);
   let lastInputCheck = null; // the first test's input counter, checked by the second
-  const metrics = async () => {
-    const r = await adminGet(admin, '/metrics');
-    assert.equal(r.status, 200);
-    return r.body;
-  };
-  /** Waits until metric `name` equals `want` (the workers publish their counters every 100 ms). */
-  const metricIs = async (name, want) => {
-    let got;
-    await waitFor(async () => (got = metric(await metrics(), name)) === want, 3000, `${name} = ${want} (got ${got})`);
-  };
+  const metrics = () => fetchMetrics(admin);
+  const metricIs = (series, want) => waitMetric(admin, series, want);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cclient-console-'));

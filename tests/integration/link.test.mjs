@@ -5,12 +5,12 @@
 import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { encode } from '@msgpack/msgpack';
-import http from 'node:http';
 import { HOST, freePort, startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
 import { connectPhx, DEVICE_JOIN, EXTENSIONS_JOIN } from './lib/phx.mjs';
 import { attemptUpgrade } from './lib/rawws.mjs';
 import { FakePlatform, bin, str } from './lib/fakeplatform.mjs';
 import { startNats } from './lib/stack.mjs';
+import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
 
 const GW_ID = 'gw-link-test';
 
@@ -689,32 +689,8 @@ describe('NATS link: local shell scrollback effects', () => {
   const scripted = new Map(); // notify msg → answer
   const scriptedEv = new Map(); // device event → answer
   let admin;
-  /** The gateway's /metrics text. */
-  const metrics = () =>
-    new Promise((resolve, reject) => {
-      const req = http.get({ host: HOST, port: admin, path: '/metrics', timeout: 5000, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`/metrics: ${res.statusCode}`))));
-      });
-      req.on('timeout', () => req.destroy(new Error('/metrics: timeout')));
-      req.on('error', reject);
-    });
-  /** One series' value, `name` or `name{labels}` as the gateway prints it; null if absent. */
-  const metric = (text, series) => {
-    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-    return line === undefined ? null : Number(line.slice(series.length + 1));
-  };
-  /** Waits until `series` equals `want` (the worker publishes its counters every 100 ms). */
-  const metricIs = async (series, want) => {
-    let got;
-    try {
-      await waitFor(async () => (got = metric(await metrics(), series)) === want, 3000, `${series} = ${want}`);
-    } catch (e) {
-      throw new Error(`${e.message} (last seen: ${got})`);
-    }
-  };
+  const metrics = () => fetchMetrics(admin);
+  const metricIs = (series, want) => waitMetric(admin, series, want);
   const OK = 'nhgw_local_shell_replays_total{result="ok"}';
   const FAILED = 'nhgw_local_shell_replays_total{result="failed"}';
 

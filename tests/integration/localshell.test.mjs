@@ -10,7 +10,6 @@ import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import { REPO } from './lib/certs.mjs';
@@ -18,34 +17,10 @@ import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } fro
 import { DEVICE_JOIN, connectPhx } from './lib/phx.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
 import { nhctlTerminalCommand, startTmux, waitScreen } from './lib/tmux.mjs';
+import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
 const CAP = 4096; // the gateway's --console-scrollback-bytes in this suite
-
-function adminGet(port, path) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port, path, timeout: 5000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`admin ${path}: timeout`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** In a Prometheus text exposition: `series` as `name` (the sum of all its series) or as
- * `name{labels}` exactly as the gateway prints them; null if absent. */
-function metric(exposition, series) {
-  let sum = null;
-  for (const line of exposition.split('\n')) {
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/);
-    if (m && (m[1] === series || m[1] + (m[2] ?? '') === series)) sum = (sum ?? 0) + Number(m[3]);
-  }
-  return sum;
-}
 
 const text = (d) => (typeof d === 'string' ? d : Buffer.from(d).toString('utf8'));
 
@@ -151,20 +126,8 @@ class ShellOperator {
 describe('local shell: devices, platform, gateway, operators over NATS', () => {
   let nats, redis, rc, platform, gw, nc, admin;
   const it = gwTest(() => gw);
-  const metrics = async () => {
-    const r = await adminGet(admin, '/metrics');
-    assert.equal(r.status, 200);
-    return r.body;
-  };
-  /** Waits until `series` equals `want` (the worker publishes its counters every 100 ms). */
-  const metricIs = async (series, want) => {
-    let got;
-    try {
-      await waitFor(async () => (got = metric(await metrics(), series)) === want, 3000, `${series} = ${want}`);
-    } catch (e) {
-      throw new Error(`${e.message} (last seen: ${got})`);
-    }
-  };
+  const metrics = () => fetchMetrics(admin);
+  const metricIs = (series, want) => waitMetric(admin, series, want);
   const operators = [];
   const operator = (dev) => {
     const o = new ShellOperator(nc, rc, dev);

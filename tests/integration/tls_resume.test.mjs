@@ -6,14 +6,14 @@
 // that removes the device's CA ends both its resumption and its full handshakes.
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import tls from 'node:tls';
 import { certPath, device } from './lib/certs.mjs';
 import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
-import { closedConn, connectById, upgradeOn } from './lib/tls12.mjs';
+import { closedConn, connectById, sessionIdAt, upgradeOn } from './lib/tls12.mjs';
+import { fetchMetrics, metric } from './lib/metrics.mjs';
 
 const V12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' };
 
@@ -29,50 +29,13 @@ async function resumeAndIdentify(gw, deviceName, session) {
   return closedConn(gw, c.localPort);
 }
 
-/** Session ID of a DER-encoded OpenSSL session (SEQUENCE { INTEGER, INTEGER, OCTET STRING cipher,
- * OCTET STRING session_id, ... }): returns a copy with every byte of the ID flipped. */
+/** A copy of a DER session with every byte of its session ID flipped. */
 function forgeSessionId(der) {
   const b = Buffer.from(der);
-  let i = 0;
-  const header = () => {
-    const tag = b[i++];
-    let len = b[i++];
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      len = 0;
-      for (let k = 0; k < n; k++) len = len * 256 + b[i++];
-    }
-    return { tag, len };
-  };
-  assert.equal(header().tag, 0x30);
-  for (const tag of [0x02, 0x02, 0x04]) {
-    const h = header();
-    assert.equal(h.tag, tag);
-    i += h.len;
-  }
-  const id = header();
-  assert.equal(id.tag, 0x04);
+  const id = sessionIdAt(b);
   assert.equal(id.len, 32, 'the gateway assigns 32-byte session IDs');
-  for (let k = 0; k < id.len; k++) b[i + k] ^= 0xff;
+  for (let k = 0; k < id.len; k++) b[id.offset + k] ^= 0xff;
   return b;
-}
-
-function metricsText(port) {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: HOST, port, path: '/metrics', agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
-function sample(text, line) {
-  const m = text.split('\n').find((l) => l.startsWith(line + ' '));
-  return m === undefined ? undefined : Number(m.slice(line.length + 1));
 }
 
 /** The shared store's series (nhgw_tls_session_cache_*), each required to be present. */
@@ -91,7 +54,7 @@ function cacheMetrics(text) {
   };
   const out = {};
   for (const [k, line] of Object.entries(names)) {
-    out[k] = sample(text, line);
+    out[k] = metric(text, line);
     assert.equal(typeof out[k], 'number', `${line} in /metrics`);
   }
   return out;
@@ -101,7 +64,7 @@ function cacheMetrics(text) {
  * client's side: wait until the store has taken `n` sessions before offering one. */
 async function sessionsStored(admin, n) {
   return waitFor(
-    async () => cacheMetrics(await metricsText(admin)).stores >= n,
+    async () => cacheMetrics(await fetchMetrics(admin)).stores >= n,
     3000,
     `${n} session(s) stored`,
   );
@@ -138,32 +101,32 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
     for (let i = 0; i < 4; i++) assert.equal((await resumeAndIdentify(gw, 'device-2', other.session)).device, 'device-2');
     const m = await waitFor(
       async () => {
-        const t = await metricsText(admin);
-        return sample(t, 'nhgw_tls_resumptions_total{by="session_id"}') >= 28 ? t : null;
+        const t = await fetchMetrics(admin);
+        return metric(t, 'nhgw_tls_resumptions_total{by="session_id"}') >= 28 ? t : null;
       },
       3000,
       'resumptions by session ID in /metrics',
     );
-    assert.equal(sample(m, 'nhgw_tls_resumptions_total{by="ticket"}'), 0);
+    assert.equal(metric(m, 'nhgw_tls_resumptions_total{by="ticket"}'), 0);
     // the store saw what the clients did: two new sessions, 28 IDs found, none offered in vain
     const sc = cacheMetrics(m);
     assert.equal(sc.capacity, Number(/event=session_cache .*sessions=(\d+)/.exec(gw.log())[1]));
     assert.equal(sc.hits, 28);
-    assert.equal(sample(m, 'nhgw_tls_resumptions_total{by="session_id"}'), 28);
+    assert.equal(metric(m, 'nhgw_tls_resumptions_total{by="session_id"}'), 28);
     assert.equal(sc.misses, 0);
     assert.equal(sc.stores, 2);
     assert.equal(sc.entries, 2);
   });
 
   it('a forged session ID falls back to a full handshake, which works', async () => {
-    const s0 = cacheMetrics(await metricsText(admin));
+    const s0 = cacheMetrics(await fetchMetrics(admin));
     const first = await connectById(gw.port, 'device-3');
     first.socket.destroy();
     // the gateway stores the session as its side of the handshake ends, which can be after the
     // client's (here nothing else, such as an upgrade, waits for the gateway)
     const before = await waitFor(
       async () => {
-        const x = cacheMetrics(await metricsText(admin));
+        const x = cacheMetrics(await fetchMetrics(admin));
         return x.stores === s0.stores + 1 ? x : null;
       },
       3000,
@@ -183,14 +146,14 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
     }
     // each forged ID was a miss, and its full handshake (complete: the upgrade was answered)
     // stored a new session
-    const mid = cacheMetrics(await metricsText(admin));
+    const mid = cacheMetrics(await fetchMetrics(admin));
     assert.equal(mid.misses - before.misses, 6);
     assert.equal(mid.hits, before.hits);
     assert.equal(mid.stores - before.stores, 6);
     assert.equal(mid.entries - before.entries, 6);
     // the real one still resumes
     await resumeAndIdentify(gw, 'device-3', first.session);
-    const end = cacheMetrics(await metricsText(admin));
+    const end = cacheMetrics(await fetchMetrics(admin));
     assert.equal(end.hits - mid.hits, 1);
     assert.equal(end.misses, mid.misses);
   });
@@ -210,7 +173,7 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
     s1.s.destroy();
     assert.ok(s1.sess, 'a ticket was issued');
     await sleep(300); // workers publish their counters every 100 ms: let earlier tests' settle
-    const before = sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="session_id"}');
+    const before = metric(await fetchMetrics(admin), 'nhgw_tls_resumptions_total{by="session_id"}');
     for (let i = 0; i < 4; i++) {
       const c = await withTimeout(
         new Promise((resolve, reject) => {
@@ -232,20 +195,20 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
       }
     }
     await waitFor(
-      async () => sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="ticket"}') >= 4,
+      async () => metric(await fetchMetrics(admin), 'nhgw_tls_resumptions_total{by="ticket"}') >= 4,
       3000,
       'ticket resumptions counted',
     );
     await sleep(300);
-    assert.equal(sample(await metricsText(admin), 'nhgw_tls_resumptions_total{by="session_id"}'), before);
+    assert.equal(metric(await fetchMetrics(admin), 'nhgw_tls_resumptions_total{by="session_id"}'), before);
   });
 
   it("the store's counters agree with the resumptions and what the clients offered", async () => {
-    const m = await metricsText(admin);
+    const m = await fetchMetrics(admin);
     const sc = cacheMetrics(m);
     // every ID found resumed (nothing here fails re-verification) and every resumption by ID was
     // found: 28 + 1; the misses are the 6 forged IDs (ticket clients are not looked up)
-    assert.equal(sc.hits, sample(m, 'nhgw_tls_resumptions_total{by="session_id"}'));
+    assert.equal(sc.hits, metric(m, 'nhgw_tls_resumptions_total{by="session_id"}'));
     assert.equal(sc.hits, 29);
     assert.equal(sc.misses, 6);
     // device-1, device-2, device-3 and its 6 full handshakes; ticket sessions are not stored
@@ -285,7 +248,7 @@ describe('session-ID resumption off (--session-cache-size 0)', () => {
       }
     }
     // the store's series are there, all 0: capacity 0 says it is off
-    const sc = cacheMetrics(await metricsText(admin));
+    const sc = cacheMetrics(await fetchMetrics(admin));
     for (const [k, v] of Object.entries(sc)) assert.equal(v, 0, k);
   });
 });

@@ -5,11 +5,11 @@
 // TTL is the session's lifetime, a hung or stopped Redis costs at most the lookup timeout, and
 // with the store off (the default) there is no cross-gateway resumption.
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, describe } from 'node:test';
 import { HOST, freePort, gwTest, sleep, startGateway, waitFor } from './lib/gateway.mjs';
 import { startRedis } from './lib/stack.mjs';
-import { closedConn, connectById, upgradeOn } from './lib/tls12.mjs';
+import { closedConn, connectById, sessionIdAt, upgradeOn } from './lib/tls12.mjs';
+import { fetchMetrics, metric } from './lib/metrics.mjs';
 
 
 /** Connect offering `session`, upgrade, close; returns {reused, device, ms}. */
@@ -24,61 +24,23 @@ async function connectAndIdentify(gw, deviceName, session) {
   return { reused: c.reused, device: seen.device, ms: c.ms, session: c.session };
 }
 
-/** The session ID (hex) of a DER-encoded OpenSSL session: SEQUENCE { INTEGER, INTEGER, OCTET
- * STRING cipher, OCTET STRING session_id, ... }. */
+/** The session ID (hex) of a DER-encoded session. */
 function sessionIdHex(der) {
-  const b = Buffer.from(der);
-  let i = 0;
-  const header = () => {
-    const tag = b[i++];
-    let len = b[i++];
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      len = 0;
-      for (let k = 0; k < n; k++) len = len * 256 + b[i++];
-    }
-    return { tag, len };
-  };
-  assert.equal(header().tag, 0x30);
-  for (const tag of [0x02, 0x02, 0x04]) {
-    const h = header();
-    assert.equal(h.tag, tag);
-    i += h.len;
-  }
-  const id = header();
-  assert.equal(id.tag, 0x04);
+  const id = sessionIdAt(der);
   assert.equal(id.len, 32);
-  return b.subarray(i, i + id.len).toString('hex');
-}
-
-function metricsText(port) {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: HOST, port, path: '/metrics', agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
-function sample(text, line) {
-  const m = text.split('\n').find((l) => l.startsWith(line + ' '));
-  return m === undefined ? undefined : Number(m.slice(line.length + 1));
+  return Buffer.from(der).subarray(id.offset, id.offset + id.len).toString('hex');
 }
 
 /** nhgw_tls_session_cache_redis_* of one gateway, each required to be present. */
 async function redisMetrics(admin) {
-  const t = await metricsText(admin);
+  const t = await fetchMetrics(admin);
   const out = {};
   for (const r of ['hit', 'miss', 'timeout', 'error', 'rejected'])
-    out[r] = sample(t, `nhgw_tls_session_cache_redis_lookups_total{result="${r}"}`);
+    out[r] = metric(t, `nhgw_tls_session_cache_redis_lookups_total{result="${r}"}`);
   for (const r of ['stored', 'skipped', 'failed'])
-    out[r] = sample(t, `nhgw_tls_session_cache_redis_stores_total{result="${r}"}`);
+    out[r] = metric(t, `nhgw_tls_session_cache_redis_stores_total{result="${r}"}`);
   for (const [k, v] of Object.entries(out)) assert.equal(typeof v, 'number', `${k} in /metrics`);
-  out.resumedById = sample(t, 'nhgw_tls_resumptions_total{by="session_id"}');
+  out.resumedById = metric(t, 'nhgw_tls_resumptions_total{by="session_id"}');
   return out;
 }
 

@@ -54,3 +54,31 @@ export async function closedConn(gw, localPort) {
   const line = await gw.waitForLog(new RegExp(`event=conn_closed .*peer=127\\.0\\.0\\.1:${localPort} `), 5000);
   return parseLogLine(line);
 }
+
+/** Where the session ID sits in a DER-encoded OpenSSL session (SEQUENCE { INTEGER, INTEGER,
+ *  OCTET STRING cipher, OCTET STRING session_id, ... }): {offset, len}; throws on another layout. */
+export function sessionIdAt(der) {
+  const b = Buffer.from(der);
+  let i = 0;
+  const header = () => {
+    const tag = b[i++];
+    let len = b[i++];
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      len = 0;
+      for (let k = 0; k < n; k++) len = len * 256 + b[i++];
+    }
+    return { tag, len };
+  };
+  const expect = (h, tag) => {
+    if (h.tag !== tag) throw new Error(`session DER: tag 0x${h.tag.toString(16)} where 0x${tag.toString(16)} was expected`);
+    return h;
+  };
+  expect(header(), 0x30);
+  for (const tag of [0x02, 0x02, 0x04]) {
+    const h = expect(header(), tag); // header() moves i: read it before adding
+    i += h.len;
+  }
+  const id = expect(header(), 0x04);
+  return { offset: i, len: id.len };
+}
