@@ -457,16 +457,26 @@ static void start_connect(struct reg *r)
 
 /* ---- replies ---- */
 
-static void on_load_reply(redisAsyncContext *ac, void *reply, void *privdata)
+/* Every reply: the registry it belongs to, with the reply counted as progress (the watchdog's
+ * measure); NULL when the registry is being freed and the reply must be ignored. */
+static struct reg *reply_arrived(redisAsyncContext *ac)
 {
-    (void)privdata;
     struct reg *r = ac->data;
-    redisReply *rep = reply;
     if (!r || r->freeing)
-        return;
+        return NULL;
     if (r->pending)
         r->pending--;
     r->progress_ms = mono_ms();
+    return r;
+}
+
+static void on_load_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    struct reg *r = reply_arrived(ac);
+    redisReply *rep = reply;
+    if (!r)
+        return;
     if (!rep)
         return;
     if (rep->type != REDIS_REPLY_STRING) {
@@ -488,13 +498,10 @@ static void on_load_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void on_plain_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    struct reg *r = ac->data;
+    struct reg *r = reply_arrived(ac);
     redisReply *rep = reply;
-    if (!r || r->freeing)
+    if (!r)
         return;
-    if (r->pending)
-        r->pending--;
-    r->progress_ms = mono_ms();
     if (!rep || rep->type != REDIS_REPLY_ERROR)
         return;
     r->st.errors++;
@@ -567,13 +574,10 @@ static void refresh_done(struct reg *r, struct reg_entry *e, const redisReply *r
 
 static void on_op_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    struct reg *r = ac->data;
+    struct reg *r = reply_arrived(ac);
     redisReply *rep = reply;
-    if (!r || r->freeing)
+    if (!r)
         return;
-    if (r->pending)
-        r->pending--;
-    r->progress_ms = mono_ms();
     uint32_t seq = (uint32_t)(uintptr_t)privdata;
     struct reg_list *fl = &r->lists[S_INFLIGHT];
     struct reg_entry *e;
@@ -804,12 +808,9 @@ void reg_release(struct reg *r, struct reg_entry *e)
 
 static void on_raw_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    struct reg *r = ac->data;
-    if (!r || r->freeing)
+    struct reg *r = reply_arrived(ac);
+    if (!r)
         return;
-    if (r->pending)
-        r->pending--;
-    r->progress_ms = mono_ms();
     if (r->raw_cb)
         r->raw_cb(r->raw_arg, (uint32_t)(uintptr_t)privdata, reply);
 }
