@@ -10,7 +10,7 @@ import { after, before, describe } from 'node:test';
 import { REPO } from './lib/certs.mjs';
 import { gwTest, startGateway, waitFor } from './lib/gateway.mjs';
 import { DEVICE_JOIN, connectPhx } from './lib/phx.mjs';
-import { startNats, startPlatform, startRedis } from './lib/stack.mjs';
+import { NHPLATFORM_BIN, startNats, startPlatform, startRedis } from './lib/stack.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
 const HEALTH_MS = 300;
@@ -222,6 +222,14 @@ describe('extensions: logging rate limit (5 lines/s, burst 10, excess dropped)',
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout).device;
   };
+
+  it('--log-rate: RATE/BURST each at most 100000 (100001 refused), 0 turns it off, nothing else', () => {
+    // options are read in order: a refused value exits 2 before --help would exit 0
+    const status = (v) => spawnSync(NHPLATFORM_BIN, ['--log-rate', v, '--help'], { encoding: 'utf8' }).status;
+    for (const ok of ['5/10', '100000/100000', '1/1', '0']) assert.equal(status(ok), 0, `${ok} accepted`);
+    for (const bad of ['100001/10', '5/100001', '0/5', '5/0', '5', '5/10x', '-1/10', ''])
+      assert.equal(status(bad), 2, `${bad} refused`);
+  });
 
   it('a burst of 30 keeps the first 10 or so; after a pause the bucket has refilled', async () => {
     const c = await connectPhx(gw.port, { device: 'device-33' });
