@@ -38,6 +38,7 @@ enum conn_state {
 #define CONN_F_FREE_AFTER_FLUSH 0x40 /* close the socket once the output is written */
 #define CONN_F_READ_WANTS_WRITE 0x80 /* SSL_read needs the socket writable (TLS internals) */
 #define CONN_F_PROCESSING  0x100 /* inside the input loop: completions must not re-enter it */
+#define CONN_F_PEER_CLOSED 0x200 /* the peer closed (close_notify or TCP FIN): send no close_notify back */
 
 struct conn {
     struct conn *prev, *next;   /* membership in one of the worker's timeout lists */
