@@ -36,7 +36,7 @@ PLATFORM_PURE_SRC := $(wildcard ops/platform/pure_*.c)
 NHCTL_SRC := $(wildcard ops/nhctl/*.c)
 UNIT_SRC  := $(wildcard tests/unit/*.c) tests/lib/test.c tests/lib/runner.c
 # nhbench: load generator and the project's own C device client (bench/README.md).
-BENCH_SRC := $(filter-out bench/tests/%,$(wildcard bench/*.c))
+BENCH_SRC := $(filter-out bench/tests/% bench/tlsfloor.c,$(wildcard bench/*.c))
 BENCH_UNIT_SRC := $(wildcard bench/tests/*.c)
 FUZZERS   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
@@ -48,7 +48,7 @@ obj = $(patsubst %.c,$(1)/%.o,$(2))
 .PHONY: all deps test test-opt test-asan unit fuzz-replay fuzz integration run certs clean distclean bench
 .DEFAULT_GOAL := all
 
-PROGRAMS  := $(BUILD)/nhgw $(BUILD)/unit $(BUILD)/nhbench \
+PROGRAMS  := $(BUILD)/nhgw $(BUILD)/unit $(BUILD)/nhbench $(BUILD)/tlsfloor \
              $(if $(PLATFORM_SRC),$(BUILD)/nhplatform) $(if $(NHCTL_SRC),$(BUILD)/nhctl)
 
 all: $(PROGRAMS)
@@ -91,6 +91,10 @@ $(BUILD)/unit-asan: $(call obj,$(SAN_DIR),$(UNIT_ALL))
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 $(BUILD)/nhbench: $(call obj,$(OPT_DIR),$(BENCH_SRC) $(PROTO_SRC) gateway/phx.c gateway/ws.c gateway/buf.c gateway/xalloc.c)
+	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
+
+# bench/peers.sh's reference peer: BoringSSL's own mTLS handshake with nothing around it.
+$(BUILD)/tlsfloor: $(call obj,$(OPT_DIR),bench/tlsfloor.c)
 	$(CC) $(OPT_FLAGS) -o $@ $^ $(DEPS_LIBS) $(SYSLIBS)
 
 $(BUILD)/nhplatform: $(call obj,$(OPT_DIR),$(PLATFORM_SRC) $(PROTO_SRC) gateway/phx.c gateway/buf.c gateway/xalloc.c)

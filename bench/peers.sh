@@ -7,6 +7,11 @@
 #   bench/peers.sh                         # defaults below
 #   SESSIONS=30000 HOLD=20s DURATION=15s REPEATS=2 bench/peers.sh
 #
+# Peers: nhgw, haproxy, nginx, and tlsfloor (bench/tlsfloor.c: BoringSSL's own mTLS handshake in an
+# epoll loop with nothing around it, the same library build and configuration as nhgw; the floor
+# any terminator on this BoringSSL pays on this machine, so nhgw's handshake rate over tlsfloor's is
+# the share of the achievable rate nhgw reaches).
+#
 # Per peer, one after the other so each has the machine to itself: start it on a free 127.0.0.1 port
 # from a private config under build/peers/ (no system service, no system config), run
 #   nhbench tls-hold      --sessions $SESSIONS --hold $HOLD             memory per TLS session
@@ -26,10 +31,10 @@
 # SESSIONS / 9000 rounded up: HAProxy reserves two descriptors per connection it may accept, so one
 # process holds < 10,000 under the 20,000-descriptor limit; HAProxy 2.6 has no nbproc, so that many
 # single-threaded instances share the port), HOLD (20s), DURATION (15s), WARMUP (3s), CONCURRENCY
-# (32), REPEATS (2), WORKERS (1), NGINX_PREREAD_BUFFER (nginx's preread_buffer_size, default 16k),
+# (32), REPEATS (2), WORKERS (1), HOLD_RUN (1; 0 skips tls-hold), NGINX_PREREAD_BUFFER (nginx's preread_buffer_size, default 16k),
 # SERVER_CPUS / BENCH_CPUS (taskset CPU lists for the servers and nhbench in the handshake runs;
-# default 1 and 0 when WORKERS=1, unpinned otherwise), PEERS ("nhgw haproxy nginx"), TLS13=1 (also
-# run tls-handshake with TLS 1.3), NHGW_BIN, NHBENCH_BIN. HAProxy and nginx (with its stream module)
+# default 1 and 0 when WORKERS=1, unpinned otherwise), PEERS ("nhgw tlsfloor haproxy nginx"), TLS13=1 (also
+# run tls-handshake with TLS 1.3), NHGW_BIN, NHBENCH_BIN, TLSFLOOR_BIN. HAProxy and nginx (with its stream module)
 # are installed with apt-get when missing (as root). Results: build/bench-results/peers-<stamp>.json
 # (every nhbench JSON next to it) and a table with ratios on stdout.
 set -euo pipefail
@@ -45,12 +50,13 @@ WARMUP=${WARMUP:-3s}
 CONCURRENCY=${CONCURRENCY:-32}
 REPEATS=${REPEATS:-2}
 WORKERS=${WORKERS:-1}
-PEERS=${PEERS:-nhgw haproxy nginx}
+PEERS=${PEERS:-nhgw tlsfloor haproxy nginx}
 # tls-hold: every peer gets the same number of processes, each holding at most 9,000 sessions
 HAPROXY_MAXCONN=9500
 HOLD_WORKERS=${HOLD_WORKERS:-$(( (SESSIONS + 8999) / 9000 ))}
 NHGW_BIN=${NHGW_BIN:-$repo/build/nhgw}
 NHBENCH_BIN=${NHBENCH_BIN:-$repo/build/nhbench}
+TLSFLOOR_BIN=${TLSFLOOR_BIN:-$repo/build/tlsfloor}
 RESULTS=${RESULTS:-$repo/build/bench-results}
 if [ "$WORKERS" = 1 ]; then
   SERVER_CPUS=${SERVER_CPUS-1}
@@ -60,7 +66,9 @@ else
   BENCH_CPUS=${BENCH_CPUS-}
 fi
 
-for b in "$NHGW_BIN" "$NHBENCH_BIN"; do
+bins=("$NHGW_BIN" "$NHBENCH_BIN")
+case " $PEERS " in *" tlsfloor "*) bins+=("$TLSFLOOR_BIN") ;; esac
+for b in "${bins[@]}"; do
   [ -x "$b" ] || { echo "peers.sh: $b is missing: build it first (make)" >&2; exit 2; }
 done
 
@@ -126,6 +134,11 @@ start_server() {
         --ticket-key-file "$certs/ticket.key" \
         --accept-rate 1000000 --accept-burst 100000 --backlog 65535 \
         --handshake-timeout 30s --upgrade-timeout "${idle_s}s" --max-output 1MiB --log-level warn \
+        >"$log" 2>&1 &
+      ;;
+    tlsfloor)
+      ${pin[@]+"${pin[@]}"} "$TLSFLOOR_BIN" --listen "127.0.0.1:$port" --workers "$nw" \
+        --cert "$certs/server.pem" --key "$certs/server.key" --device-ca "$certs/device-cas.pem" \
         >"$log" 2>&1 &
       ;;
     haproxy)
@@ -245,6 +258,7 @@ mkdir -p "$out"
 echo "peers.sh: $PEERS; tls-hold with $HOLD_WORKERS worker process(es) each, tls-handshake with $WORKERS; results in $out"
 crypto "$out/crypto-before.json"
 for peer in $PEERS; do
+  [ "${HOLD_RUN:-1}" = 1 ] || break
   bench "$peer" tls-hold "$out/$peer-tls-hold.json" "" "$HOLD_WORKERS" --sessions "$SESSIONS" --hold "$HOLD" \
     --workers $(( (SESSIONS + 14999) / 15000 ))
 done
