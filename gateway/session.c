@@ -175,6 +175,17 @@ static void send_push(struct conn *c, const struct span *join_ref, const struct 
     send_encoded(c, rc, topic, event);
 }
 
+/* The join_ref a server-initiated message carries (device-protocol §3.1, §3.3.3): NervesHub sends
+ * everything on `device` as an endpoint broadcast (null join_ref) except `scripts/run`, a channel
+ * push; `console` and `extensions` messages are channel pushes with the join's ref. */
+static const struct span *push_join_ref(const struct sess *s, int t, struct span event, struct span *jr)
+{
+    if (t == T_DEVICE && !span_is(event, "scripts/run"))
+        return NULL;
+    *jr = (struct span){ s->ch[t].join_ref, s->ch[t].join_ref_len };
+    return jr;
+}
+
 static void send_reply(struct conn *c, const struct span *join_ref, const struct span *ref, struct span topic,
                        const char *status, struct span response)
 {
@@ -201,6 +212,18 @@ static void reply_error_reason(struct conn *c, const struct phx_msg *m, const ch
 {
     send_reply(c, m->has_join_ref ? &m->join_ref : NULL, m->has_ref ? &m->ref : NULL, m->topic, "error",
                mp_map1(c, "reason", reason));
+}
+
+/* Phoenix's socket answers these itself, with no join_ref (its heartbeat clause and
+ * encode_ignore build the reply from the ref and topic alone) */
+static void reply_unmatched(struct conn *c, const struct phx_msg *m)
+{
+    send_reply(c, NULL, m->has_ref ? &m->ref : NULL, m->topic, "error", mp_map1(c, "reason", "unmatched topic"));
+}
+
+static void reply_heartbeat(struct conn *c, const struct phx_msg *m)
+{
+    send_reply(c, NULL, m->has_ref ? &m->ref : NULL, m->topic, "ok", PHX_MP_EMPTY_MAP);
 }
 
 static void reply_ok_empty(struct conn *c, const struct phx_msg *m)
@@ -530,8 +553,8 @@ static void apply_effects(struct conn *c, const struct call *call, const struct 
         case LINK_EFF_PUSH: {
             if (!ch->join_ref)
                 break; /* the channel went away meanwhile */
-            struct span jr = { ch->join_ref, ch->join_ref_len };
-            send_push(c, &jr, NULL, topic_names[t], e->event, e->payload);
+            struct span jr;
+            send_push(c, push_join_ref(c->sess, t, e->event, &jr), NULL, topic_names[t], e->event, e->payload);
             break;
         }
         case LINK_EFF_REPLY:
@@ -824,7 +847,7 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     struct sess *s = c->sess;
     if (t < 0) {
         /* includes `device:<id>`: the device topic is pinned to the authenticated device */
-        reply_error_reason(c, m, "unmatched topic");
+        reply_unmatched(c, m);
         return;
     }
     if (s->ch[t].join_ref) {
@@ -901,14 +924,14 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
     c->sess->active = true;
     int t = topic_index(m.topic);
     if (span_is(m.topic, "phoenix") && span_is(m.event, "heartbeat")) {
-        reply_ok_empty(c, &m);
+        reply_heartbeat(c, &m);
     } else if (span_is(m.event, "phx_join")) {
         handle_join(c, &m, t);
     } else if (t < 0 || !c->sess->ch[t].join_ref) {
         if (span_is(m.event, "phx_leave"))
             reply_ok_empty(c, &m); /* Phoenix acknowledges leaving a channel it does not have */
         else
-            reply_error_reason(c, &m, "unmatched topic");
+            reply_unmatched(c, &m);
     } else if (m.has_join_ref &&
                !span_eq(m.join_ref, (struct span){ c->sess->ch[t].join_ref, c->sess->ch[t].join_ref_len })) {
         /* a message for an earlier join of this topic: stale, dropped as Phoenix does */
@@ -989,8 +1012,8 @@ static int on_inbox(void *arg, const struct lp_inbox *m, struct lp_out *reply)
         if (m->kind == LP_IN_NOTIFY) {
             issue_notify(c, t, (struct span){ (const char *)m->msg.p, m->msg.n }, (struct span){ NULL, 0 });
         } else {
-            struct span jr = { s->ch[t].join_ref, s->ch[t].join_ref_len };
-            send_push(c, &jr, NULL, topic_names[t], (struct span){ (const char *)m->event.p, m->event.n },
+            struct span jr, event = { (const char *)m->event.p, m->event.n };
+            send_push(c, push_join_ref(s, t, event, &jr), NULL, topic_names[t], event,
                       (struct span){ (const char *)m->payload.p, m->payload.n });
             if (t == T_CONSOLE)
                 console_note_input(w, m);
@@ -1029,8 +1052,8 @@ static void on_topic(void *arg, struct span topic, const struct lp_topic_msg *m)
         }
         if (m->skip_fw.n && s->fw && strlen(s->fw) == m->skip_fw.n && memcmp(s->fw, m->skip_fw.p, m->skip_fw.n) == 0)
             continue;
-        struct span jr = { s->ch[f->topic].join_ref, s->ch[f->topic].join_ref_len };
-        send_push(c, &jr, NULL, topic_names[f->topic], (struct span){ (const char *)m->event.p, m->event.n },
+        struct span jr, event = { (const char *)m->event.p, m->event.n };
+        send_push(c, push_join_ref(s, f->topic, event, &jr), NULL, topic_names[f->topic], event,
                   (struct span){ (const char *)m->payload.p, m->payload.n });
         w->stats.fanout_pushes++;
     }

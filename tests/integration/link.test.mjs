@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { encode } from '@msgpack/msgpack';
 import { HOST, freePort, startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
 import { connectPhx, DEVICE_JOIN, EXTENSIONS_JOIN } from './lib/phx.mjs';
-import { attemptUpgrade } from './lib/rawws.mjs';
+import { attemptUpgrade, wsConnect } from './lib/rawws.mjs';
 import { FakePlatform, bin, str } from './lib/fakeplatform.mjs';
 import { startNats } from './lib/stack.mjs';
 import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
@@ -246,6 +246,50 @@ describe('NATS link with a scripted platform', () => {
       assert.equal(d.req.reason, 'kicked');
     } finally {
       await c.disconnect();
+    }
+  });
+
+  it('server messages carry the join_ref NervesHub gives them: null on device except scripts/run, the join\'s on extensions', async () => {
+    // device-protocol §3.1, §3.3.3: broadcasts on `device` (endpoint fastlane) have a null
+    // join_ref; `scripts/run` and everything on console/extensions are channel pushes
+    const conn = await wsConnect(gw.port, { device: 'device-6' });
+    try {
+      plat.handlers.join = (req) =>
+        req.topic === 'device'
+          ? {
+              v: 1, st: 'ok', r: {}, s: bin('d0'),
+              fx: [['push', 'fwup_public_keys', { keys: ['k'] }], ['push', 'scripts/run', { text: 't', ref: 'r1' }],
+                ['subscribe', 'deployment:61']],
+            }
+          : { v: 1, st: 'ok', r: ['health'], s: bin('x0'), fx: [['push', 'health:check', {}]] };
+      conn.sendJson(['1', '1', 'device', 'phx_join', DEVICE_JOIN]);
+      assert.deepEqual(await conn.recvJson(), ['1', '1', 'device', 'phx_reply', { status: 'ok', response: {} }]);
+      assert.deepEqual(await conn.recvJson(), [null, null, 'device', 'fwup_public_keys', { keys: ['k'] }]);
+      assert.deepEqual(await conn.recvJson(), ['1', null, 'device', 'scripts/run', { text: 't', ref: 'r1' }]);
+      conn.sendJson(['3', '3', 'extensions', 'phx_join', EXTENSIONS_JOIN]);
+      assert.deepEqual(await conn.recvJson(), ['3', '3', 'extensions', 'phx_reply', { status: 'ok', response: ['health'] }]);
+      assert.deepEqual(await conn.recvJson(), ['3', null, 'extensions', 'health:check', {}]);
+
+      const inbox = `nh.gw.${GW_ID}.0`;
+      const push = (topic, ev) => plat.send(inbox, { v: 1, k: 'push', dev: 'device-6', topic, ev, p: {} }, { request: true });
+      assert.equal((await push('device', 'reboot')).st, 'ok');
+      assert.deepEqual(await conn.recvJson(), [null, null, 'device', 'reboot', {}]);
+      assert.equal((await push('device', 'scripts/run')).st, 'ok');
+      assert.deepEqual(await conn.recvJson(), ['1', null, 'device', 'scripts/run', {}]);
+      assert.equal((await push('extensions', 'geo:location:request')).st, 'ok');
+      assert.deepEqual(await conn.recvJson(), ['3', null, 'extensions', 'geo:location:request', {}]);
+      await plat.send('nh.topic.deployment:61', { v: 1, k: 'push', ev: 'update', p: { n: 61 } });
+      assert.deepEqual(await conn.recvJson(), [null, null, 'device', 'update', { n: 61 }]);
+
+      // answered by the socket itself, as Phoenix's does: no join_ref
+      conn.sendJson(['1', '7', 'phoenix', 'heartbeat', {}]);
+      assert.deepEqual(await conn.recvJson(), [null, '7', 'phoenix', 'phx_reply', { status: 'ok', response: {} }]);
+      conn.sendJson(['5', '8', 'console', 'up', { data: 'x' }]);
+      assert.deepEqual(await conn.recvJson(),
+        [null, '8', 'console', 'phx_reply', { status: 'error', response: { reason: 'unmatched topic' } }]);
+    } finally {
+      delete plat.handlers.join;
+      conn.close();
     }
   });
 

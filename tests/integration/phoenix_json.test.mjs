@@ -59,6 +59,7 @@ describe('phoenix JSON (official client)', () => {
         assert.deepEqual(con.response, {});
         const ext = await c.join('extensions', EXTENSIONS_JOIN);
         assert.equal(ext.status, 'ok', JSON.stringify(ext.response));
+        assert.deepEqual(ext.response, [], 'the list of extensions wanted (device-protocol §3.5): none standalone');
         assert.deepEqual(await c.heartbeat(), { status: 'ok', response: {} });
       } finally {
         await c.disconnect();
@@ -149,7 +150,7 @@ describe('phoenix JSON (official client)', () => {
       assert.deepEqual(await conn.recvJson(), ['2', '20', 'console', 'phx_reply', { status: 'ok', response: {} }]);
       assert.deepEqual(await conn.recvJson(), ['2', '2', 'console', 'phx_close', {}]);
       conn.sendJson(['4', '4', 'device:7', 'phx_join', {}]);
-      assert.deepEqual(await conn.recvJson(), ['4', '4', 'device:7', 'phx_reply', { status: 'error', response: UNMATCHED }]);
+      assert.deepEqual(await conn.recvJson(), [null, '4', 'device:7', 'phx_reply', { status: 'error', response: UNMATCHED }]);
       assert.equal(await conn.silence(300), null, 'nothing else is sent');
     } finally {
       conn.destroy();
