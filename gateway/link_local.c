@@ -2,6 +2,7 @@
 #include "link.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static const uint8_t empty_map[] = { 0x80 };
 
@@ -34,9 +35,12 @@ static void local_join(struct link *l, const struct link_dev *d, struct span top
 {
     (void)l;
     (void)d;
-    (void)topic;
     (void)payload;
-    struct link_reply r = { .status = LINK_OK, .response = { (const char *)empty_map, 1 } };
+    /* NervesHub answers an extensions join with the list of extensions it wants: none here */
+    static const uint8_t empty_array[] = { 0x90 };
+    bool ext = topic.len == 10 && memcmp(topic.p, "extensions", 10) == 0;
+    const uint8_t *resp = ext ? empty_array : empty_map;
+    struct link_reply r = { .status = LINK_OK, .response = { (const char *)resp, 1 } };
     cb(arg, &r);
 }
 

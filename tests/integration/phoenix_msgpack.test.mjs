@@ -37,7 +37,9 @@ describe('phoenix msgpack', () => {
         const con = await c.join('console', CONSOLE_JOIN);
         assert.equal(con.status, 'ok');
         assert.deepEqual(con.response, {});
-        assert.equal((await c.join('extensions', EXTENSIONS_JOIN)).status, 'ok');
+        const ext = await c.join('extensions', EXTENSIONS_JOIN);
+        assert.equal(ext.status, 'ok');
+        assert.deepEqual(ext.response, [], 'an empty msgpack array, not a map');
         const bad = await c.join('device:123', {});
         assert.equal(bad.status, 'error');
         assert.deepEqual(bad.response, UNMATCHED);
