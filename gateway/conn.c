@@ -322,15 +322,18 @@ static void on_auth_done(void *arg, const struct link_reply *r)
         if (r->status == LINK_UNAVAILABLE) {
             respond_error(c, 503, HTTP_REASON_PLATFORM_UNAVAILABLE, HTTP_REASON_PLATFORM_UNAVAILABLE);
         } else if (r->status != LINK_OK) {
-            /* the platform's refusal reason becomes the header, printable ASCII only */
+            /* NervesHub answers a failed authentication with a bare 401 (device-protocol §1.6):
+             * the platform's reason is for the operator's log, not for the peer. Printable ASCII
+             * only, and no quotes, so the log line stays one parseable record. */
             char reason[256];
             size_t n = 0;
             for (size_t i = 0; i < r->reason.len && n < sizeof(reason) - 1; i++) {
                 char ch = r->reason.p[i];
-                reason[n++] = ch >= 0x20 && ch < 0x7f ? ch : ' ';
+                reason[n++] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? ch : ' ';
             }
             reason[n] = 0;
-            respond_error(c, 401, n ? reason : NULL, "");
+            log_peer("auth_refused", "conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id, c->peer, reason);
+            respond_error(c, 401, NULL, "");
         } else if (r->device_id.len == 0 || r->device_id.len > 128) {
             LOG(LOG_WARN, "auth_bad_device_id", "conn=%llu peer=%s len=%zu", (unsigned long long)c->id, c->peer,
                 r->device_id.len);

@@ -63,13 +63,17 @@ describe('NATS link with a scripted platform', () => {
     assert.equal(str(d.req.s), 'info:device-1+connected');
   });
 
-  it('a refusal is a 401 with the platform reason; no certificate and no secret never reaches it', async () => {
-    plat.handlers.auth = () => ({ v: 1, st: 'refused', reason: 'unknown device certificate' });
+  it('a refusal is a bare 401, its reason logged; no certificate and no secret never reaches it', async () => {
+    plat.handlers.auth = () => ({ v: 1, st: 'refused', reason: 'unknown "device" certificate' });
     try {
       const r = await attemptUpgrade(gw.port, 'device-2');
       assert.equal(r.outcome, 'http');
       assert.equal(r.res.status, 401);
-      assert.equal(r.res.headers['nh-connection-error-reason'], 'unknown device certificate');
+      // device-protocol §1.6: :invalid_auth is a 401 with an empty body and no reason header
+      assert.equal(r.res.headers['nh-connection-error-reason'], undefined);
+      assert.equal(r.res.body.length, 0);
+      assert.ok(r.res.headers.date, 'Date, for the device clock');
+      await gw.waitForLog(/event=auth_refused .*reason="unknown  device  certificate"/, 3000);
       r.conn.destroy();
       const before = plat.of('auth').length;
       const none = await attemptUpgrade(gw.port, null);
@@ -95,7 +99,8 @@ describe('NATS link with a scripted platform', () => {
       };
       const r = await attemptUpgrade(gw.port, null, {}, { headers });
       assert.equal(r.res.status, 401);
-      assert.equal(r.res.headers['nh-connection-error-reason'], 'bad signature');
+      assert.equal(r.res.headers['nh-connection-error-reason'], undefined);
+      await gw.waitForLog(/event=auth_refused .*reason="bad signature"/, 3000);
       r.conn.destroy();
       assert.equal(seen.fp, undefined, 'no certificate fields without a certificate');
       assert.deepEqual(seen.x, {
