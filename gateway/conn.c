@@ -292,6 +292,25 @@ static void respond_error(struct conn *c, int status, const char *nh_reason, con
     flush(c);
 }
 
+/* NervesHub's DeviceEndpoint answers its /status paths for load balancers that health-check the
+ * device port (device-protocol §1.1): 200 "Hello, Friend!", or 500 "Sorry, Friend :(" when its
+ * database check fails; here, while this worker drains, so the balancer stops sending devices. */
+static void respond_status(struct conn *c)
+{
+    char resp[256];
+    bool ok = !c->w->draining;
+    size_t n = http_write_error(resp, sizeof(resp), ok ? 200 : 500, NULL, ok ? "Hello, Friend!" : "Sorry, Friend :(",
+                                time(NULL));
+    c->state = CONN_CLOSING;
+    move_to(c, &c->w->closing);
+    c->flags |= CONN_F_FREE_AFTER_FLUSH;
+    if (n == 0 || queue_out(c, resp, n) != 0) {
+        destroy(c, "status response");
+        return;
+    }
+    flush(c);
+}
+
 static bool origin_allowed(const struct http_req *req)
 {
     if (!req->origin.p)
@@ -412,6 +431,10 @@ static void start_auth(struct conn *c, const struct http_req *req)
 static void handle_upgrade(struct conn *c, const struct http_req *req)
 {
     struct conn_hs *hs = c->hs;
+    if (req->method_get && http_path_is_status(req->path)) {
+        respond_status(c);
+        return;
+    }
     if (!http_path_is_device_socket(req->path)) {
         respond_error(c, 404, NULL, "Not Found\n");
         return;

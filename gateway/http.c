@@ -4,6 +4,7 @@
  * No I/O, no allocation. */
 #include "http.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -621,13 +622,12 @@ enum http_vsn http_vsn_from_query(struct span query)
 
 /* ---- routing and upgrade checks --------------------------------------------------------------- */
 
-bool http_path_is_device_socket(struct span path)
+/* Splits a path into its non-empty segments as Plug's path_info does ("//a//b/" is a, b);
+ * SIZE_MAX when there are more than `max`. */
+static size_t path_segments(struct span path, struct span *seg, size_t max)
 {
-    struct span seg[3];
     size_t nseg = 0, i = 0;
-    if (!path.p)
-        return false;
-    while (i < path.len) {
+    while (path.p && i < path.len) {
         if (path.p[i] == '/') {
             i++;
             continue;
@@ -635,15 +635,35 @@ bool http_path_is_device_socket(struct span path)
         size_t j = i;
         while (j < path.len && path.p[j] != '/')
             j++;
-        if (nseg == ARRAY_SIZE(seg))
-            return false;
+        if (nseg == max)
+            return SIZE_MAX;
         seg[nseg++] = (struct span){ path.p + i, j - i };
         i = j;
     }
-    if (nseg != 2 || seg[1].len != 9 || memcmp(seg[1].p, "websocket", 9) != 0)
+    return nseg;
+}
+
+static bool seg_is(struct span seg, const char *lit)
+{
+    size_t n = strlen(lit);
+    return seg.len == n && memcmp(seg.p, lit, n) == 0;
+}
+
+bool http_path_is_device_socket(struct span path)
+{
+    struct span seg[2];
+    if (path_segments(path, seg, ARRAY_SIZE(seg)) != 2 || !seg_is(seg[1], "websocket"))
         return false;
-    return (seg[0].len == 6 && memcmp(seg[0].p, "socket", 6) == 0) ||
-           (seg[0].len == 13 && memcmp(seg[0].p, "device-socket", 13) == 0);
+    return seg_is(seg[0], "socket") || seg_is(seg[0], "device-socket");
+}
+
+bool http_path_is_status(struct span path)
+{
+    struct span seg[2];
+    if (path_segments(path, seg, ARRAY_SIZE(seg)) != 2 || !seg_is(seg[0], "status"))
+        return false;
+    return seg_is(seg[1], "alive") || seg_is(seg[1], "_health") || seg_is(seg[1], "health") ||
+           seg_is(seg[1], "healthy");
 }
 
 static bool is_b64(char c)

@@ -97,6 +97,10 @@ bool http_query_is_valid(struct span query);
  * ["socket","websocket"] (likewise ["device-socket","websocket"]); "/socket/%77ebsocket" does not. */
 bool http_path_is_device_socket(struct span path);
 
+/* /status/alive, /status/_health, /status/health, /status/healthy (device-protocol §1.1: the
+ * DeviceEndpoint's health answers for load balancers), segments split as for the socket paths. */
+bool http_path_is_status(struct span path);
+
 /* Step 5 of device-protocol §1.6: is this a valid WebSocket upgrade (RFC 6455 §4.2.1)? Checks in
  * WebSockAdapter.UpgradeValidation's order: HTTP/1.1, GET, Host present, Connection lists "upgrade",
  * Upgrade lists "websocket", exactly one Sec-WebSocket-Key which is base64 of 16 bytes (24 chars with

@@ -87,6 +87,22 @@ describe('upgrade', () => {
     }
   });
 
+  it('the /status paths answer 200 "Hello, Friend!" to anyone, as NervesHub does for load balancers', async () => {
+    for (const path of ['/status/alive', '/status/_health', '/status/health', '/status/healthy', '//status/alive/']) {
+      for (const device of ['device-1', null]) {
+        const { conn, res } = await upgrade(gw.port, { path, device });
+        conn.destroy();
+        assert.equal(res.status, 200, `${path} (${device ?? 'no certificate'}): ${res.status}`);
+        assert.equal(res.body.toString(), 'Hello, Friend!');
+        assert.ok(res.headers.date, 'Date');
+        assert.equal(res.headers['nh-connection-error-reason'], undefined);
+      }
+    }
+    for (const path of ['/status', '/status/alive/x', '/status/ready']) await expect({ path, device: null }, 404);
+    await expect({ path: '/status/alive', method: 'POST', device: null }, 404);
+    await assertServes(gw.port);
+  });
+
   it('an unknown path is 404 with a short body', async () => {
     for (const path of ['/', '/foo', '/socket', '/socket/longpoll?vsn=2.0.0', '/socket/websocket/x?vsn=2.0.0']) {
       const res = await expect({ path }, 404);

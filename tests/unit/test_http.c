@@ -269,6 +269,18 @@ TEST(http_path_routing)
     ASSERT(!http_path_is_device_socket(S("/socket")));
     ASSERT(!http_path_is_device_socket(S("/socket/websocket/x")));
     ASSERT(!http_path_is_device_socket(S("/Socket/websocket")));
+    ASSERT(http_path_is_status(S("/status/alive")));
+    ASSERT(http_path_is_status(S("/status/_health")));
+    ASSERT(http_path_is_status(S("/status/health")));
+    ASSERT(http_path_is_status(S("/status/healthy")));
+    ASSERT(http_path_is_status(S("//status//alive/")));
+    ASSERT(!http_path_is_status(S("/status")));
+    ASSERT(!http_path_is_status(S("/status/alive/x")));
+    ASSERT(!http_path_is_status(S("/status/alivee")));
+    ASSERT(!http_path_is_status(S("/status/aliv")));
+    ASSERT(!http_path_is_status(S("/Status/alive")));
+    ASSERT(!http_path_is_status(S("/a/b/c/d")));
+    ASSERT(!http_path_is_status((struct span){ NULL, 0 }));
     ASSERT(!http_path_is_device_socket(S("/socket/%77ebsocket")));
     ASSERT(!http_path_is_device_socket(S("/x/socket/websocket")));
     ASSERT(!http_path_is_device_socket(S("/device_socket/websocket")));
