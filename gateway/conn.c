@@ -273,6 +273,19 @@ void conn_reap(struct worker *w)
 
 /* ---- HTTP upgrade ---- */
 
+/* Sends a complete HTTP response (n bytes; 0: it did not fit) and closes once it is written. */
+static void answer_and_close(struct conn *c, const char *resp, size_t n)
+{
+    c->state = CONN_CLOSING;
+    move_to(c, &c->w->closing);
+    c->flags |= CONN_F_FREE_AFTER_FLUSH;
+    if (n == 0 || queue_out(c, resp, n) != 0) {
+        destroy(c, "http response");
+        return;
+    }
+    flush(c);
+}
+
 static void respond_error(struct conn *c, int status, const char *nh_reason, const char *body)
 {
     char resp[1024];
@@ -282,14 +295,7 @@ static void respond_error(struct conn *c, int status, const char *nh_reason, con
     if (k >= 0)
         c->w->stats.upgrades[k]++;
     log_peer("upgrade_rejected", "conn=%llu peer=%s status=%d", (unsigned long long)c->id, c->peer, status);
-    c->state = CONN_CLOSING;
-    move_to(c, &c->w->closing);
-    c->flags |= CONN_F_FREE_AFTER_FLUSH;
-    if (n == 0 || queue_out(c, resp, n) != 0) {
-        destroy(c, "error response");
-        return;
-    }
-    flush(c);
+    answer_and_close(c, resp, n);
 }
 
 /* NervesHub's DeviceEndpoint answers its /status paths for load balancers that health-check the
@@ -301,14 +307,7 @@ static void respond_status(struct conn *c)
     bool ok = !c->w->draining;
     size_t n = http_write_error(resp, sizeof(resp), ok ? 200 : 500, NULL, ok ? "Hello, Friend!" : "Sorry, Friend :(",
                                 time(NULL));
-    c->state = CONN_CLOSING;
-    move_to(c, &c->w->closing);
-    c->flags |= CONN_F_FREE_AFTER_FLUSH;
-    if (n == 0 || queue_out(c, resp, n) != 0) {
-        destroy(c, "status response");
-        return;
-    }
-    flush(c);
+    answer_and_close(c, resp, n);
 }
 
 static bool origin_allowed(const struct http_req *req)
