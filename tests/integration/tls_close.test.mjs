@@ -78,14 +78,14 @@ describe('tls close', () => {
     it(`${name}: a client that closes gets nothing back, only the FIN`, async () => {
       const { tap, sock } = await tappedTls(gw.port, v);
       await sleep(150); // whatever the server sent after the handshake has arrived
-      const before = tap.records.length;
+      const handshakeRecords = tap.records.length;
       tap.marks++;
       sock.end(); // close_notify, then the tap's final() sends the FIN
       const how = await withTimeout(tap.ended, 5000, 'the gateway closing');
       assert.equal(how, 'fin', 'an orderly close, not a reset');
-      const after = tap.records.filter((r) => r.at === 1);
-      assert.deepEqual(after, [], `records sent after the client's close_notify: ${JSON.stringify(after)}`);
-      assert.ok(before >= 2, 'the handshake flights were seen by the tap');
+      const late = tap.records.filter((r) => r.at === 1);
+      assert.deepEqual(late, [], `records sent after the client's close_notify: ${JSON.stringify(late)}`);
+      assert.ok(handshakeRecords >= 2, 'the handshake flights were seen by the tap');
       await assertServes(gw.port);
     });
   }
@@ -100,11 +100,11 @@ describe('tls close', () => {
     const how = await withTimeout(tap.ended, 5000, 'the gateway closing');
     assert.equal(how, 'fin');
     assert.match(body, /^HTTP\/1\.1 403 /);
-    const after = tap.records.filter((r) => r.at === 1);
-    assert.ok(after.length >= 2, `the response and an alert: ${JSON.stringify(after)}`);
-    const last = after[after.length - 1];
+    const late = tap.records.filter((r) => r.at === 1);
+    assert.ok(late.length >= 2, `the response and an alert: ${JSON.stringify(late)}`);
+    const last = late[late.length - 1];
     // an encrypted close_notify: 2 bytes of alert sealed with AES-GCM (explicit nonce + tag) or ChaCha20
-    assert.equal(last.type, ALERT, `last record before the FIN is an alert: ${JSON.stringify(after)}`);
+    assert.equal(last.type, ALERT, `last record before the FIN is an alert: ${JSON.stringify(late)}`);
     assert.ok(last.len === 26 || last.len === 18, `alert record length ${last.len}`);
   });
 });
