@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
-import { startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
-import { connectPhx, DEVICE_JOIN } from './lib/phx.mjs';
+import { HOST, freePort, startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
+import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
+import { connectPhx, CONSOLE_JOIN, DEVICE_JOIN } from './lib/phx.mjs';
 
 // Concurrent sessions need distinct devices: a device's newer connection closes its older one.
 const DEVICES = ['device-1', 'device-2', 'device-3', 'device-4', 'device-5'].concat(
@@ -89,6 +90,44 @@ describe('workers', () => {
     for (let i = 30; i < 40; i++) clients.push(await session(gw.port, i));
     const other = [...pidsBefore.entries()].find(([idx]) => idx !== victimIdx);
     assert.equal(gw.workerPids().get(other[0]), other[1], 'the surviving worker was not restarted');
+  });
+});
+
+describe('workers: the gauges of a killed worker', () => {
+  let gw, admin;
+  const it = gwTest(() => gw);
+  before(async () => {
+    admin = await freePort();
+    gw = await startGateway({ workers: 1, allowRespawn: true, args: ['--admin-listen', `${HOST}:${admin}`] });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it('fall to 0 when it dies with sessions, consoles and scrollback; its counters carry on', async () => {
+    const c = await connectPhx(gw.port, { device: 'device-1' });
+    try {
+      assert.equal((await c.join('device', DEVICE_JOIN)).status, 'ok');
+      const con = await c.join('console', CONSOLE_JOIN);
+      assert.equal(con.status, 'ok');
+      con.channel.push('up', { data: 'iex(1)> \n' });
+      await waitMetric(admin, 'nhgw_consoles', 1);
+      await waitFor(async () => metric(await fetchMetrics(admin), 'nhgw_console_scrollback_bytes') > 0, 3000,
+        'scrollback allocated');
+      await waitMetric(admin, 'nhgw_sessions', 1);
+      const upgrades = metric(await fetchMetrics(admin), 'nhgw_upgrades_total');
+      assert.ok(upgrades >= 1);
+
+      const [idx, pid] = [...gw.workerPids().entries()][0];
+      const mark = gw.log().length;
+      process.kill(pid, 'SIGKILL');
+      await gw.waitForLog(new RegExp(`event=worker_started\\b.*\\bworker=${idx}\\b`), 5000, mark);
+      for (const g of ['nhgw_sessions', 'nhgw_consoles', 'nhgw_console_operators', 'nhgw_console_scrollback_bytes'])
+        await waitMetric(admin, g, 0);
+      assert.equal(metric(await fetchMetrics(admin), 'nhgw_upgrades_total'), upgrades, 'counters survive the worker');
+    } finally {
+      await c.disconnect();
+    }
   });
 });
 
