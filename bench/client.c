@@ -684,12 +684,6 @@ static bool conn_start(struct wk *w, uint32_t dev, uint32_t slot, uint64_t t_int
 
 /* ---- input ---- */
 
-static bool span_is(struct span s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && memcmp(s.p, lit, n) == 0;
-}
-
 static bool ref_is(const struct phx_msg *m, uint32_t want)
 {
     char b[16];

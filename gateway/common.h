@@ -2,8 +2,10 @@
 #ifndef NHGW_COMMON_H
 #define NHGW_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -20,6 +22,13 @@ struct span {
 };
 
 #define SPAN_LIT(s) ((struct span){ (s), sizeof(s) - 1 })
+
+/* True when the span holds exactly the NUL-terminated `lit`. */
+static inline bool span_is(struct span s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && memcmp(s.p, lit, n) == 0;
+}
 
 /* Aborting allocators for small internal needs whose size no peer controls. */
 void *xmalloc(size_t n);

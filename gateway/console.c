@@ -110,12 +110,6 @@ static void publish_up(struct worker *w, const char *dev, struct lp_span data, b
     } while (at < data.n);
 }
 
-static bool span_is(struct span s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && memcmp(s.p, lit, n) == 0;
-}
-
 void console_device_event(struct worker *w, const char *dev, struct console *k, struct span event,
                           struct span payload)
 {

@@ -643,27 +643,21 @@ static size_t path_segments(struct span path, struct span *seg, size_t max)
     return nseg;
 }
 
-static bool seg_is(struct span seg, const char *lit)
-{
-    size_t n = strlen(lit);
-    return seg.len == n && memcmp(seg.p, lit, n) == 0;
-}
-
 bool http_path_is_device_socket(struct span path)
 {
     struct span seg[2];
-    if (path_segments(path, seg, ARRAY_SIZE(seg)) != 2 || !seg_is(seg[1], "websocket"))
+    if (path_segments(path, seg, ARRAY_SIZE(seg)) != 2 || !span_is(seg[1], "websocket"))
         return false;
-    return seg_is(seg[0], "socket") || seg_is(seg[0], "device-socket");
+    return span_is(seg[0], "socket") || span_is(seg[0], "device-socket");
 }
 
 bool http_path_is_status(struct span path)
 {
     struct span seg[2];
-    if (path_segments(path, seg, ARRAY_SIZE(seg)) != 2 || !seg_is(seg[0], "status"))
+    if (path_segments(path, seg, ARRAY_SIZE(seg)) != 2 || !span_is(seg[0], "status"))
         return false;
-    return seg_is(seg[1], "alive") || seg_is(seg[1], "_health") || seg_is(seg[1], "health") ||
-           seg_is(seg[1], "healthy");
+    return span_is(seg[1], "alive") || span_is(seg[1], "_health") || span_is(seg[1], "health") ||
+           span_is(seg[1], "healthy");
 }
 
 static bool is_b64(char c)

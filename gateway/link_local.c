@@ -2,7 +2,6 @@
 #include "link.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 static const uint8_t empty_map[] = { 0x80 };
 
@@ -38,8 +37,7 @@ static void local_join(struct link *l, const struct link_dev *d, struct span top
     (void)payload;
     /* NervesHub answers an extensions join with the list of extensions it wants: none here */
     static const uint8_t empty_array[] = { 0x90 };
-    bool ext = topic.len == 10 && memcmp(topic.p, "extensions", 10) == 0;
-    const uint8_t *resp = ext ? empty_array : empty_map;
+    const uint8_t *resp = span_is(topic, "extensions") ? empty_array : empty_map;
     struct link_reply r = { .status = LINK_OK, .response = { (const char *)resp, 1 } };
     cb(arg, &r);
 }

@@ -114,12 +114,6 @@ static bool span_eq(struct span a, struct span b)
     return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
 }
 
-static bool span_is(struct span a, const char *lit)
-{
-    size_t n = strlen(lit);
-    return a.len == n && memcmp(a.p, lit, n) == 0;
-}
-
 static int topic_index(struct span t)
 {
     for (int i = 0; i < T_COUNT; i++)

@@ -8,7 +8,7 @@
 #define S(lit) ((struct span){ (lit), sizeof(lit) - 1 })
 #define PARSE(lit, req) http_req_parse((const uint8_t *)(lit), sizeof(lit) - 1, 8192, (req))
 
-static bool span_is(struct span s, const char *lit)
+static bool span_present_is(struct span s, const char *lit)
 {
     return s.p && s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
 }
@@ -16,7 +16,7 @@ static bool span_is(struct span s, const char *lit)
 #define ASSERT_SPAN(s, lit)                                                                  \
     do {                                                                                     \
         struct span s_ = (s);                                                                \
-        if (!span_is(s_, lit))                                                               \
+        if (!span_present_is(s_, lit))                                                               \
             TEST_FAIL("%s: \"%.*s\" != \"%s\"", #s, s_.p ? (int)s_.len : 6,                  \
                       s_.p ? s_.p : "(null)", lit);                                          \
     } while (0)
