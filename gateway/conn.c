@@ -290,7 +290,6 @@ static void respond_error(struct conn *c, int status, const char *nh_reason, con
 {
     char resp[1024];
     size_t n = http_write_error(resp, sizeof(resp), status, nh_reason, body, time(NULL));
-    c->w->stats.upgrades_rejected++;
     int k = stats_upgrade_index(status);
     if (k >= 0)
         c->w->stats.upgrades[k]++;
@@ -371,7 +370,6 @@ static void on_auth_done(void *arg, const struct link_reply *r)
             buf_consume(&c->in, hs->head_len);
             if (c->in.len == 0)
                 buf_free(&c->in);
-            c->w->stats.upgrades_101++;
             c->w->stats.upgrades[ST_UPG_101]++;
             c->w->stats.sessions++;
             c->state = CONN_OPEN;

@@ -154,7 +154,6 @@ static void send_encoded(struct conn *c, int rc, struct span topic, struct span 
             c->sess ? c->sess->device_id : "", (int)event.len, event.p, phx_strerror(rc));
         return;
     }
-    w->stats.phx_out++;
     w->stats.phx[ST_OUT][stats_topic_index(topic.p, topic.len)]++;
     conn_send(c, is_msgpack(c) ? WS_OP_BINARY : WS_OP_TEXT, w->scratch.p, w->scratch.len);
 }
@@ -635,7 +634,6 @@ static void call_done(struct call *call)
 
 static void note_failure(struct conn *c, const char *call, const struct link_reply *r)
 {
-    c->w->stats.link_failures++;
     log_peer("platform_call_failed", "conn=%llu device=%s call=%s status=%s reason=\"%.*s\"",
              (unsigned long long)c->id, c->sess ? c->sess->device_id : "", call,
              r->status == LINK_REFUSED ? "refused" : "unavailable", (int)MIN(r->reason.len, 200), r->reason.p);
@@ -749,7 +747,6 @@ static void on_claim(void *arg, enum reg_result r, const struct reg_prev *prev)
         /* a local older connection was kicked when this one entered the device map */
         return;
     }
-    w->stats.kicks_sent++;
     LOG(LOG_INFO, "duplicate_kick", "conn=%llu device=%s prev_gateway=%.*s prev_worker=%u prev_conn=%llu",
         (unsigned long long)c->id, s->device_id, (int)prev->gw.len, prev->gw.p, prev->worker,
         (unsigned long long)prev->cref);
@@ -909,7 +906,6 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
             set_close_reason(c->sess, "protocol_error");
         return rc == PHX_ERR_NOMEM ? 1011 : 1007;
     }
-    c->w->stats.phx_in++;
     c->w->stats.phx[ST_IN][stats_topic_index(m.topic.p, m.topic.len)]++;
     if (!c->sess) {
         phx_msg_free(&m);
@@ -983,15 +979,12 @@ static int inbox_topics(struct worker *w, const struct lp_inbox *m, struct lp_ou
 static int on_inbox(void *arg, const struct lp_inbox *m, struct lp_out *reply)
 {
     struct worker *w = arg;
-    if (m->kind == LP_IN_TOPICS) {
-        w->stats.inbox_in++;
+    if (m->kind == LP_IN_TOPICS)
         return inbox_topics(w, m, reply);
-    }
     struct sess *s = find_dev(w, m->dev);
     if (!s || (m->has_cref && m->cref != s->c->id) || !conn_is_open(s->c))
         return LP_IST_GONE;
     struct conn *c = s->c;
-    w->stats.inbox_in++;
     switch (m->kind) {
     case LP_IN_KICK:
         w->stats.kicks_received++;
@@ -1031,7 +1024,6 @@ static void on_topic(void *arg, struct span topic, const struct lp_topic_msg *m)
     struct rtopic *rt = (struct rtopic *)rmap_get(&w->topics, topic.p, topic.len);
     if (!rt)
         return;
-    w->stats.topic_in++;
     /* the follower list may change under notify completions that run synchronously (the local
      * link), so walk a snapshot of the next pointer */
     for (struct follow *f = rt->head, *next; f; f = next) {

@@ -50,11 +50,9 @@ enum { ST_TLSR_STORED, ST_TLSR_SKIPPED, ST_TLSR_FAILED, ST_TLSR_N };
 /* One worker's counters. Only uint64_t members: a slot is copied word by word. */
 struct worker_stats {
     uint64_t accepted, accept_limited, accept_emfile, sessions, handshakes_ok, handshakes_failed, resumed,
-        upgrades_101, upgrades_rejected, closed, frames_in, frames_out, bytes_in, bytes_out, phx_in, phx_out,
-        timeouts;
+        closed, frames_in, frames_out, bytes_in, bytes_out, timeouts;
     /* the link and sessions (session.c) */
-    uint64_t link_failures, notifies_dropped, timers_fired, kicks_local, kicks_sent, kicks_received, inbox_in,
-        topic_in, fanout_pushes;
+    uint64_t notifies_dropped, timers_fired, kicks_local, kicks_received, fanout_pushes;
     /* for /metrics (stats.h) */
     uint64_t refused_draining;
     uint64_t upgrades[ST_UPG_N];

@@ -359,12 +359,11 @@ void worker_run(const struct cfg *cfg, int index, const uint8_t ticket_key[80], 
     w->shm = shm;
     w->slot = &shm->slots[index];
     w->ticket_key = ticket_key;
-    /* counters continue where this slot's previous worker left them; gauges start at 0 */
+    /* counters continue where this slot's previous worker left them; the master zeroed its gauges
+     * when it reaped it (stats_slot_reset_gauges), before this respawn */
     struct stats_slot prev;
     stats_read(w->slot, &prev);
     w->stats = prev.c;
-    w->stats.sessions = 0;
-    w->stats.calls_in_flight = 0;
     stats_w = &w->stats;
     /* the files read below are at least as new as this generation */
     w->reload_gen = __atomic_load_n(&shm->reload_gen, __ATOMIC_ACQUIRE);
