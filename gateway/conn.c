@@ -491,8 +491,7 @@ static void read_upgrade(struct conn *c)
             return;
         case TLS_IO_CLOSED:
             c->flags |= CONN_F_PEER_CLOSED;
-            destroy(c, "closed during upgrade");
-            return;
+            /* fall through */
         default:
             destroy(c, "closed during upgrade");
             return;
@@ -763,8 +762,7 @@ static void read_frames(struct conn *c)
             return;
         case TLS_IO_CLOSED:
             c->flags |= CONN_F_PEER_CLOSED;
-            destroy(c, "connection lost");
-            return;
+            /* fall through */
         default:
             destroy(c, "connection lost");
             return;

@@ -236,10 +236,7 @@ void console_close(struct worker *w, const char *dev, struct console *k, const c
 
 void console_note_input(struct worker *w, const struct lp_inbox *m)
 {
-    static const char dn[] = "dn", topic[] = "console";
-    if (m->kind != LP_IN_PUSH || m->topic.n != sizeof(topic) - 1 ||
-        memcmp(m->topic.p, topic, m->topic.n) != 0 || m->event.n != sizeof(dn) - 1 ||
-        memcmp(m->event.p, dn, m->event.n) != 0)
+    if (!span_is((struct span){ (const char *)m->event.p, m->event.n }, "dn"))
         return;
     struct lp_span v, data;
     if (lp_mp_map_get(m->payload, "data", &v) == 1 &&

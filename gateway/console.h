@@ -37,8 +37,8 @@ int console_inbox(struct worker *w, const char *dev, struct console *k, const st
 void console_close(struct worker *w, const char *dev, struct console *k, const char *reason,
                    const char *detail);
 
-/* Counts operator input for /metrics: call for every inbox push delivered to a device (session.c);
- * only `dn` on `console` is counted (its data bytes). */
+/* Counts operator input for /metrics: call for each inbox push delivered on a device's `console`
+ * channel (session.c); only `dn` is counted (its data bytes). */
 void console_note_input(struct worker *w, const struct lp_inbox *m);
 
 #endif

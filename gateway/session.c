@@ -384,20 +384,16 @@ static void timer_start(struct conn *c, int t, const struct link_effect *e, bool
 
 /* ---- channels ---- */
 
-/* Ends the console channel's state, telling attached operators why (LINK.md §9). */
-static void console_end(struct conn *c, const char *reason, const char *detail)
-{
-    struct sess *s = c->sess;
-    console_close(c->w, s->device_id, s->console, reason, detail);
-    s->console = NULL;
-}
-
-static void chan_clear(struct conn *c, int t)
+/* Ends channel t's state. `why` (and `detail`, may be NULL) is what operators attached to the
+ * console are told (LINK.md §9): left, rejoined or disconnected. */
+static void chan_clear(struct conn *c, int t, const char *why, const char *detail)
 {
     struct sess *s = c->sess;
     struct chan *ch = &s->ch[t];
-    if (t == T_CONSOLE && s->console)
-        console_end(c, "left", NULL);
+    if (t == T_CONSOLE && s->console) {
+        console_close(c->w, s->device_id, s->console, why, detail);
+        s->console = NULL;
+    }
     if (t == T_EXTENSIONS)
         xshell_clear(&s->xsb); /* the local shell ends with its channel */
     if (ch->join_ref)
@@ -812,10 +808,8 @@ void sess_free(struct conn *c, const char *reason)
     struct link_dev d = dev_of(c);
     (void)reason; /* free text for logs; the platform gets one of LINK.md §4.3's reasons */
     w->link->ops->disconnect(w->link, &d, s->close_reason ? s->close_reason : "closed");
-    if (s->console)
-        console_end(c, "disconnected", s->close_reason ? s->close_reason : "closed");
     for (int t = 0; t < T_COUNT; t++)
-        chan_clear(c, t);
+        chan_clear(c, t, "disconnected", s->close_reason ? s->close_reason : "closed");
     pending_clear(s);
     if (s->in_registry)
         reg_release(w->reg, &s->reg);
@@ -844,9 +838,7 @@ static void handle_join(struct conn *c, const struct phx_msg *m, int t)
     if (s->ch[t].join_ref) {
         /* Phoenix shuts the old channel down first; the client sees its phx_close */
         send_phx_close(c, t);
-        if (t == T_CONSOLE && s->console)
-            console_end(c, "rejoined", NULL);
-        chan_clear(c, t);
+        chan_clear(c, t, "rejoined", NULL);
     } else if (s->n_joined >= c->w->cfg->max_channels) {
         reply_error_reason(c, m, "too many channels joined");
         return;
@@ -929,7 +921,7 @@ int sess_on_message(struct conn *c, const uint8_t *msg, size_t len)
         reply_ok_empty(c, &m);
         if (conn_is_open(c)) {
             send_phx_close(c, t);
-            chan_clear(c, t);
+            chan_clear(c, t, "left", NULL);
         }
     } else {
         handle_event(c, &m, t);

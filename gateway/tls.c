@@ -78,17 +78,21 @@ struct remote_lookup {
     SSL_SESSION *sess; /* the answer, handed to BoringSSL by the session callback */
 };
 
-static void remote_lookup_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
+static void remote_lookup_free(struct remote_lookup *rl)
+{
+    if (rl)
+        SSL_SESSION_free(rl->sess);
+    free(rl);
+}
+
+static void remote_lookup_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
 {
     (void)parent;
     (void)ad;
     (void)index;
     (void)argl;
     (void)argp;
-    struct remote_lookup *rl = ptr;
-    if (rl)
-        SSL_SESSION_free(rl->sess);
-    free(rl);
+    remote_lookup_free(ptr);
 }
 
 /* An SSL's callbacks read its tls_ctx, so each SSL holds a reference until it is freed. */
@@ -434,7 +438,7 @@ int tls_after_handshake(SSL *ssl)
     struct remote_lookup *rl = SSL_get_ex_data(ssl, ex_remote);
     if (rl) {
         SSL_set_ex_data(ssl, ex_remote, NULL);
-        remote_lookup_free(NULL, rl, NULL, 0, 0, NULL);
+        remote_lookup_free(rl);
     }
     if (!SSL_session_reused(ssl))
         return 0;
@@ -866,7 +870,7 @@ struct tls_ctx *tls_ctx_new(const struct cfg *c, const uint8_t fallback_ticket_k
         ex_identity = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
         ex_tls_ctx = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_ctx_ref_free);
         ex_from_cache = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-        ex_remote = SSL_get_ex_new_index(0, NULL, NULL, NULL, remote_lookup_free);
+        ex_remote = SSL_get_ex_new_index(0, NULL, NULL, NULL, remote_lookup_ex_free);
     }
     if (!ra_init_method()) {
         snprintf(err, errlen, "cannot create the socket BIO method");
