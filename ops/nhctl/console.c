@@ -602,17 +602,36 @@ static natsSubscription *subscribe_output(struct ctx *c, const char *subject, na
     return sub;
 }
 
+/* The device id checked, its gateway located (`where` names it) and an operator id drawn;
+ * NHCTL_OK or an exit code (printed). */
+static int target_open(struct ctx *c, struct target *t, const char *cmd, char *where, size_t where_cap)
+{
+    if (!lp_valid_dev(lp_cspan(t->dev)))
+        return nhctl_usage(cmd, "\"%s\" is not a device id", t->dev);
+    int rc = locate(c, t, where, where_cap);
+    if (rc)
+        return rc;
+    random_op(t->op, sizeof(t->op));
+    return NHCTL_OK;
+}
+
+/* Gives up before the terminal starts: output gate open, subscription gone; returns rc. */
+static int abandon(natsSubscription *sub, int rc)
+{
+    open_gate(true);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rc;
+}
+
 int cmd_console(struct ctx *c, const struct args *a, const char *const *pos)
 {
     (void)a;
     struct target t = {.dev = pos[0]};
-    if (!lp_valid_dev(lp_cspan(t.dev)))
-        return nhctl_usage("console", "\"%s\" is not a device id", t.dev);
     char where[128];
-    int rc = locate(c, &t, where, sizeof(where));
+    int rc = target_open(c, &t, "console", where, sizeof(where));
     if (rc)
         return rc;
-    random_op(t.op, sizeof(t.op));
 
     char subject[300];
     snprintf(subject, sizeof(subject), "%s.console.%s.out", c->prefix, t.dev);
@@ -623,12 +642,8 @@ int cmd_console(struct ctx *c, const struct args *a, const char *const *pos)
     char *sb = NULL, version[LP_MAX_CONSOLE_VERSION + 1] = "";
     size_t sb_n = 0;
     rc = attach_error(&t, attach(c, &t, true, &r, &sb, &sb_n, version, sizeof(version)), &r, where);
-    if (rc) {
-        open_gate(true);
-        natsSubscription_Unsubscribe(sub);
-        natsSubscription_Destroy(sub);
-        return rc;
-    }
+    if (rc)
+        return abandon(sub, rc);
     char banner[512];
     snprintf(banner, sizeof(banner), "console of %s (console_version %s) via gateway %s; type Ctrl-] to exit", t.dev,
              version[0] ? version : "-", where);
@@ -639,13 +654,10 @@ int cmd_local_shell(struct ctx *c, const struct args *a, const char *const *pos)
 {
     (void)a;
     struct target t = {.dev = pos[0], .shell = true};
-    if (!lp_valid_dev(lp_cspan(t.dev)))
-        return nhctl_usage("local-shell", "\"%s\" is not a device id", t.dev);
     char where[128];
-    int rc = locate(c, &t, where, sizeof(where));
+    int rc = target_open(c, &t, "local-shell", where, sizeof(where));
     if (rc)
         return rc;
-    random_op(t.op, sizeof(t.op));
     snprintf(K.replay_subject, sizeof(K.replay_subject), "%s.local_shell.%s.op.%s", c->prefix, t.dev, t.op);
     snprintf(K.live_subject, sizeof(K.live_subject), "%s.local_shell.%s.out", c->prefix, t.dev);
 
@@ -668,12 +680,8 @@ int cmd_local_shell(struct ctx *c, const struct args *a, const char *const *pos)
         nhctl_err("device %s has not joined its extensions channel (no local shell)", t.dev);
         rc = NHCTL_ERROR;
     }
-    if (rc) {
-        open_gate(true);
-        natsSubscription_Unsubscribe(sub);
-        natsSubscription_Destroy(sub);
-        return rc;
-    }
+    if (rc)
+        return abandon(sub, rc);
     char banner[512];
     snprintf(banner, sizeof(banner), "local shell of %s via gateway %s; type Ctrl-] to exit", t.dev, where);
     return run_terminal(c, &t, sub, "local shell", banner, NULL, 0);
