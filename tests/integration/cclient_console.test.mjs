@@ -4,104 +4,21 @@
 // (bench/client.c, `--console`). Operators speak the link's msgpack over NATS as nhctl does. Also:
 // the console metrics on the gateway's /metrics, and `nhbench console` (the round-trip benchmark)
 // run briefly, open and closed loop, where every push must come back exactly once.
-import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { REPO } from './lib/certs.mjs';
-import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
+import { HOST, freePort, gwTest, sleep, startGateway, withTimeout } from './lib/gateway.mjs';
 import { NHBENCH_BIN, explainRun, pkiArgs, runNhbench } from './lib/nhbench.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
+import { ConsoleOperator } from './lib/consoleop.mjs';
 import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
 
 const CAP = 64 * 1024; // the gateway's default --console-scrollback-bytes
-
-/** One device's console operator over NATS (what nhctl console does, minus the terminal). */
-class Operator {
-  constructor(nc, dev, prefix = 'nh') {
-    this.nc = nc;
-    this.dev = dev;
-    this.prefix = prefix;
-    this.op = `it-${randomBytes(4).toString('hex')}`;
-    this.out = [];
-    this.bytes = 0; // message bodies received on the output subject
-    this.waiters = [];
-    this.inbox = null;
-  }
-
-  async subscribe() {
-    this.sub = this.nc.subscribe(`${this.prefix}.console.${this.dev}.out`, {
-      callback: (err, m) => {
-        if (err) return;
-        this.bytes += m.data.length;
-        this.out.push(decode(m.data));
-        const w = this.waiters;
-        this.waiters = [];
-        for (const f of w) f();
-      },
-    });
-    await this.nc.flush();
-  }
-
-  async locate(rc) {
-    const e = await rc.hgetall(`${this.prefix}:dev:${this.dev}`);
-    this.inbox = e && e.gw ? `${this.prefix}.gw.${e.gw}.${e.w}` : null;
-    return this.inbox;
-  }
-
-  async request(body) {
-    const m = await this.nc.request(this.inbox, encode({ v: 1, dev: this.dev, ...body }), { timeout: 3000 });
-    return decode(m.data);
-  }
-
-  /** Attach as soon as the device is registered and has joined its console. */
-  async attachWhenReady(rc, ms = 20000) {
-    if (!this.sub) await this.subscribe();
-    let last;
-    await waitFor(
-      async () => {
-        if (!(await this.locate(rc))) return false;
-        last = await this.request({ k: 'console_attach', op: this.op });
-        return last.st === 'ok';
-      },
-      ms,
-      `console of ${this.dev} attached (last reply ${JSON.stringify(last)})`,
-      100,
-    );
-    return last;
-  }
-
-  push(ev, p) {
-    return this.request({ k: 'push', topic: 'console', ev, p });
-  }
-
-  upText() {
-    return this.out
-      .filter((m) => m.ev === 'up')
-      .map((m) => (typeof m.p.data === 'string' ? m.p.data : Buffer.from(m.p.data).toString('utf8')))
-      .join('');
-  }
-
-  async waitFor(pred, what, ms = 5000) {
-    await withTimeout(
-      new Promise((resolve) => {
-        const check = () => (pred(this) ? resolve() : this.waiters.push(check));
-        check();
-      }),
-      ms,
-      `operator of ${this.dev}: ${what}`,
-    );
-  }
-
-  close() {
-    this.sub?.unsubscribe();
-  }
-}
 
 describe('remote console with the C client (nhbench) as the device', () => {
   let nats, redis, rc, platform, gw, nc, admin, dir;
@@ -161,13 +78,13 @@ describe('remote console with the C client (nhbench) as the device', () => {
       assert.equal(metric(m0, 'nhgw_console_operators'), 0);
       assert.equal(metric(m0, 'nhgw_console_scrollback_bytes'), 0);
 
-      const a = new Operator(nc, 'nhbench-0000000');
-      const b = new Operator(nc, 'nhbench-0000001');
+      const a = new ConsoleOperator(nc, rc, 'nhbench-0000000');
+      const b = new ConsoleOperator(nc, rc, 'nhbench-0000001');
       ops.push(a, b);
-      const ra = await a.attachWhenReady(rc);
+      const ra = await a.attachWhenReady();
       assert.equal(Buffer.from(ra.scrollback).length, 0, 'nothing printed before the first keystroke');
       assert.equal(ra.version, '2.0.0', "the C client's console_version");
-      await b.attachWhenReady(rc);
+      await b.attachWhenReady();
       await metricIs('nhgw_consoles', 2);
       await metricIs('nhgw_console_operators', 2);
 
@@ -175,14 +92,14 @@ describe('remote console with the C client (nhbench) as the device', () => {
       const typedA = ['ls -l\r', 'héllo ✓ ', 'Node.self()\r\n'];
       for (const t of typedA) assert.deepEqual(await a.push('dn', { data: t }), { v: 1, st: 'ok' });
       assert.deepEqual(await a.push('window_size', { height: 40, width: 120 }), { v: 1, st: 'ok' });
-      await a.waitFor((o) => o.upText() === typedA.join(''), 'the echo of everything typed');
+      await a.until((o) => o.upText() === typedA.join(''), 'the echo of everything typed');
       assert.ok(a.out.every((m) => m.v === 1 && m.ev === 'up'), JSON.stringify(a.out));
       assert.equal(a.out.length, typedA.length, 'one `up` per `dn`');
 
       // the msgpack device: a str and a bin keystroke come back with their type
       await b.push('dn', { data: 'iex(1)> ' });
       await b.push('dn', { data: new Uint8Array([0x68, 0x69, 0x0d]) });
-      await b.waitFor((o) => o.out.length === 2, 'two echoes');
+      await b.until((o) => o.out.length === 2, 'two echoes');
       assert.equal(b.out[0].p.data, 'iex(1)> ');
       assert.ok(b.out[1].p.data instanceof Uint8Array, 'bin echoed as bin');
       assert.deepEqual([...b.out[1].p.data], [0x68, 0x69, 0x0d]);
@@ -194,12 +111,12 @@ describe('remote console with the C client (nhbench) as the device', () => {
       assert.ok(sb >= held && sb <= 2 * CAP, `scrollback memory ${sb} holds the ${held} bytes printed`);
 
       // a late operator gets the echoed text as scrollback
-      const a2 = new Operator(nc, 'nhbench-0000000');
+      const a2 = new ConsoleOperator(nc, rc, 'nhbench-0000000');
       ops.push(a2);
-      const r2 = await a2.attachWhenReady(rc);
+      const r2 = await a2.attachWhenReady();
       assert.equal(Buffer.from(r2.scrollback).toString('utf8'), typedA.join(''));
       await metricIs('nhgw_console_operators', 3);
-      assert.deepEqual(await a2.request({ k: 'console_detach', op: a2.op }), { v: 1, st: 'ok' });
+      assert.deepEqual(await a2.detach(), { v: 1, st: 'ok' });
       await metricIs('nhgw_console_operators', 2);
 
       // input counted as delivered: the data bytes of every dn (the window_size push is not input)
@@ -211,7 +128,7 @@ describe('remote console with the C client (nhbench) as the device', () => {
       bench.kill('SIGINT');
       const ex = await withTimeout(exited, 20000, 'nhbench exiting after SIGINT');
       assert.ok(ex.code !== null, explainRun(args, { ...ex, stdout: output, stderr: '' }));
-      await a.waitFor((o) => o.out.some((m) => m.ev === 'closed'), 'closed');
+      await a.until((o) => o.out.some((m) => m.ev === 'closed'), 'closed');
       const closed = a.out.find((m) => m.ev === 'closed');
       assert.equal(closed.p.reason, 'disconnected');
       await metricIs('nhgw_consoles', 0);

@@ -8,7 +8,6 @@
 // scrollback_replay to nh.local_shell.<dev>.op.<op>; input and window size are inbox pushes.
 import { decode, encode } from '@msgpack/msgpack';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
@@ -16,7 +15,7 @@ import { REPO } from './lib/certs.mjs';
 import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
 import { DEVICE_JOIN, connectPhx } from './lib/phx.mjs';
 import { connectNats, startNats, startPlatform, startRedis } from './lib/stack.mjs';
-import { nhctlTerminalCommand, startTmux, waitScreen } from './lib/tmux.mjs';
+import { nhctlTerminalCommand, runNhctl, startTmux, waitScreen } from './lib/tmux.mjs';
 import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
 
 const NHCTL = process.env.NHCTL_BIN || join(REPO, 'build', 'nhctl');
@@ -410,10 +409,7 @@ describe('local shell: devices, platform, gateway, operators over NATS', () => {
 
   // ---- nhctl local-shell, an interactive terminal under tmux ----
 
-  const nhctl = (args) => {
-    const r = spawnSync(NHCTL, [...args, '--nats', nats.url], { encoding: 'utf8', timeout: 25000 });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  };
+  const nhctl = (args) => runNhctl(NHCTL, args, nats.url);
 
   const shellCommand = (dev) => nhctlTerminalCommand(NHCTL, 'local-shell', dev, nats.url);
 

@@ -1,6 +1,6 @@
 // An interactive terminal for tests: a tmux server of our own (its own socket) running one shell
 // command in a 100x30 window, driven with send-keys and read with capture-pane.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { waitFor } from './gateway.mjs';
 
@@ -40,3 +40,9 @@ export async function waitScreen(t, re, what, ms = 5000) {
 /** `nhctl <verb> <dev>` in a shell that then reports its exit status and whether the tty is sane. */
 export const nhctlTerminalCommand = (nhctl, verb, dev, natsUrl) =>
   `${nhctl} ${verb} ${dev} --nats ${natsUrl}; echo "EXIT=$?"; stty -a | grep -o -- '-*icanon' | head -1 | sed 's/^/TTY=/'; sleep 60`;
+
+/** nhctl run to completion, not interactive (stdin is not a terminal): {code, stdout, stderr}. */
+export function runNhctl(nhctl, args, natsUrl, timeoutMs = 25000) {
+  const r = spawnSync(nhctl, [...args, '--nats', natsUrl], { encoding: 'utf8', timeout: timeoutMs });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
