@@ -108,8 +108,8 @@ describe('admin port: /metrics', () => {
   let gw, admin;
   const it = gwTest(() => gw);
   before(async () => {
-    admin = await freePort();
-    gw = await startGateway({ workers: 2, args: ['--admin-listen', `${HOST}:${admin}`] });
+    gw = await startGateway({ workers: 2 });
+    admin = gw.admin;
   });
   after(async () => {
     await gw?.stop();
@@ -218,8 +218,8 @@ describe('admin port: a real Prometheus server scrapes it', () => {
   let gw, admin, prom, promDir;
   const it = gwTest(() => gw);
   before(async () => {
-    admin = await freePort();
-    gw = await startGateway({ workers: 2, args: ['--admin-listen', `${HOST}:${admin}`] });
+    gw = await startGateway({ workers: 2 });
+    admin = gw.admin;
   });
   after(async () => {
     if (prom && prom.exitCode === null) {
@@ -388,7 +388,7 @@ describe('graceful drain: deadline and a second SIGTERM', () => {
   const it = (name, fn) => test(name, { timeout: 30000 }, fn);
   it('--drain-timeout closes the rest at once and exits 0', async () => {
     const gw = await startGateway({
-      args: ['--admin-listen', `${HOST}:${await freePort()}`, '--drain-rate', '1', '--drain-timeout', '1500ms'],
+      args: ['--drain-rate', '1', '--drain-timeout', '1500ms'],
     });
     const clients = [];
     try {
@@ -410,7 +410,7 @@ describe('graceful drain: deadline and a second SIGTERM', () => {
 
   it('a second SIGTERM exits at once', async () => {
     const gw = await startGateway({
-      args: ['--admin-listen', `${HOST}:${await freePort()}`, '--drain-rate', '0.5', '--drain-timeout', '60s'],
+      args: ['--drain-rate', '0.5', '--drain-timeout', '60s'],
     });
     const clients = [];
     try {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe } from 'node:test';
 import tls from 'node:tls';
 import { certPath, device } from './lib/certs.mjs';
-import { HOST, freePort, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
+import { HOST, gwTest, sleep, startGateway, waitFor, withTimeout } from './lib/gateway.mjs';
 import { closedConn, connectById, sessionIdAt, upgradeOn } from './lib/tls12.mjs';
 import { fetchMetrics, metric } from './lib/metrics.mjs';
 
@@ -74,8 +74,8 @@ describe('session-ID resumption across workers (default store, --workers 2)', ()
   let gw, admin;
   const it = gwTest(() => gw);
   before(async () => {
-    admin = await freePort();
-    gw = await startGateway({ workers: 2, args: ['--admin-listen', `${HOST}:${admin}`] });
+    gw = await startGateway({ workers: 2 });
+    admin = gw.admin;
   });
   after(async () => {
     await gw?.stop();
@@ -226,8 +226,8 @@ describe('session-ID resumption off (--session-cache-size 0)', () => {
   let gw, admin;
   const it = gwTest(() => gw);
   before(async () => {
-    admin = await freePort();
-    gw = await startGateway({ workers: 2, args: ['--session-cache-size', '0', '--admin-listen', `${HOST}:${admin}`] });
+    gw = await startGateway({ workers: 2, args: ['--session-cache-size', '0'] });
+    admin = gw.admin;
   });
   after(async () => {
     await gw?.stop();

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe } from 'node:test';
-import { HOST, freePort, startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
+import { startGateway, gwTest, sleep, waitFor } from './lib/gateway.mjs';
 import { fetchMetrics, metric, waitMetric } from './lib/metrics.mjs';
 import { connectPhx, CONSOLE_JOIN, DEVICE_JOIN } from './lib/phx.mjs';
 
@@ -97,8 +97,8 @@ describe('workers: the gauges of a killed worker', () => {
   let gw, admin;
   const it = gwTest(() => gw);
   before(async () => {
-    admin = await freePort();
-    gw = await startGateway({ workers: 1, allowRespawn: true, args: ['--admin-listen', `${HOST}:${admin}`] });
+    gw = await startGateway({ workers: 1, allowRespawn: true });
+    admin = gw.admin;
   });
   after(async () => {
     await gw?.stop();

@@ -157,8 +157,9 @@ export class Gateway {
     args.push('--device-ca', certPath(o.deviceCa ?? 'device-cas.pem'));
     if (o.ticketKey) args.push('--ticket-key-file', certPath('ticket.key'));
     args.push('--log-level', o.logLevel ?? process.env.NHGW_TEST_LOG_LEVEL ?? 'debug');
-    // a free admin port per gateway (several run at once); tests may override it in o.args
-    args.push('--admin-listen', `${HOST}:0`);
+    // a free admin port per gateway (several run at once), this.admin; o.args may name another
+    this.admin = await freePort();
+    args.push('--admin-listen', `${HOST}:${this.admin}`);
     args.push(...(o.args ?? []));
     this.args = args;
 
