@@ -298,15 +298,12 @@ static void respond_error(struct conn *c, int status, const char *nh_reason, con
 }
 
 /* NervesHub's DeviceEndpoint answers its /status paths for load balancers that health-check the
- * device port (device-protocol §1.1): 200 "Hello, Friend!", or 500 "Sorry, Friend :(" when its
- * database check fails; here, while this worker drains, so the balancer stops sending devices. */
+ * device port (device-protocol §1.1). Always 200 here: a draining worker has closed its listener
+ * and dropped every connection that had not upgraded, so none reaches this while it drains. */
 static void respond_status(struct conn *c)
 {
     char resp[256];
-    bool ok = !c->w->draining;
-    size_t n = http_write_error(resp, sizeof(resp), ok ? 200 : 500, NULL, ok ? "Hello, Friend!" : "Sorry, Friend :(",
-                                time(NULL));
-    answer_and_close(c, resp, n);
+    answer_and_close(c, resp, http_write_error(resp, sizeof(resp), 200, NULL, "Hello, Friend!", time(NULL)));
 }
 
 static bool origin_allowed(const struct http_req *req)
